@@ -1,0 +1,59 @@
+"""Exceptions raised by pulse-trio.
+
+Every error derives from :class:`PulseError` and, where one fits, from the
+builtin exception that describes it, so ``except LookupError`` works for an
+unknown job id.
+"""
+
+from __future__ import annotations
+
+
+class PulseError(Exception):
+    """Base class of every error that pulse-trio raises."""
+
+
+class JobNotFound(PulseError, LookupError):
+    """No job with the requested id exists in the database."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"no job with id {job_id!r} exists in this database; "
+            "check the id returned by enqueue()"
+        )
+        self.job_id = job_id
+
+
+class JobNotDead(PulseError, ValueError):
+    """A job that is not dead was passed where a dead job is required."""
+
+    def __init__(self, job_id: str, status: str) -> None:
+        super().__init__(
+            f"job {job_id!r} is {status}, not dead; only dead jobs can be "
+            "retried (see dead_jobs())"
+        )
+        self.job_id = job_id
+        self.status = status
+
+
+class InvalidPayload(PulseError, TypeError):
+    """A payload cannot be stored as JSON or is larger than the limit."""
+
+
+class InvalidJobName(PulseError, ValueError):
+    """A job name is empty or not a string."""
+
+
+class HandlerError(PulseError, ValueError):
+    """A handler cannot be registered as given."""
+
+
+class QueueClosed(PulseError, RuntimeError):
+    """The queue is shutting down or was shut down, so it takes no new work."""
+
+
+class DatabaseError(PulseError):
+    """The database cannot be opened or used."""
+
+
+class SchemaTooNew(DatabaseError):
+    """The database was written by a newer version of pulse-trio."""

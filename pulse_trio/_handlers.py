@@ -1,0 +1,95 @@
+"""Handlers: the functions that run jobs, by job name."""
+
+from __future__ import annotations
+
+import inspect
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+import attrs
+import trio
+
+from ._clock import autojump_paused
+from ._errors import HandlerError, InvalidJobName
+
+AsyncHandler = Callable[[Any], Awaitable[object]]
+SyncHandler = Callable[[Any], object]
+HandlerFunction = AsyncHandler | SyncHandler
+
+
+def check_job_name(name: object) -> str:
+    """Return *name* if it is a valid job name, else raise InvalidJobName."""
+    if not isinstance(name, str):
+        raise InvalidJobName(
+            f"job name must be a str, not {type(name).__name__} ({name!r})"
+        )
+    if not name.strip():
+        raise InvalidJobName(f"job name must not be empty or blank, got {name!r}")
+    return name
+
+
+def _is_async(fn: object) -> bool:
+    if inspect.iscoroutinefunction(fn):
+        return True
+    call = getattr(fn, "__call__", None)  # noqa: B004 - instances with async __call__
+    return inspect.iscoroutinefunction(call)
+
+
+@attrs.frozen
+class Handler:
+    """A registered handler and how to call it."""
+
+    name: str
+    function: HandlerFunction
+    is_async: bool
+
+    @classmethod
+    def wrap(cls, name: str, function: object) -> Handler:
+        if not callable(function):
+            raise HandlerError(
+                f"handler for job {name!r} must be callable, "
+                f"not {type(function).__name__} ({function!r})"
+            )
+        return cls(name=name, function=function, is_async=_is_async(function))
+
+    async def call(self, payload: Any) -> None:
+        """Run the handler: on the event loop if async, else in a thread.
+
+        A thread cannot be interrupted, so a timeout or a shutdown waits
+        for a plain function to return.
+        """
+        if self.is_async:
+            await self.function(payload)  # type: ignore[misc]
+            return
+        with autojump_paused():
+            result = await trio.to_thread.run_sync(self.function, payload)
+        if inspect.isawaitable(result):
+            if inspect.iscoroutine(result):
+                result.close()
+            raise HandlerError(
+                f"handler for job {self.name!r} returned an awaitable from a "
+                "plain function; declare it with 'async def' so it runs on the "
+                "event loop"
+            )
+
+
+class Registry:
+    """Handlers by job name."""
+
+    def __init__(self) -> None:
+        self._handlers: dict[str, Handler] = {}
+
+    def add(self, name: str, function: object) -> None:
+        check_job_name(name)
+        if name in self._handlers:
+            raise HandlerError(
+                f"a handler for job {name!r} is already registered "
+                f"({self._handlers[name].function!r}); register each name once"
+            )
+        self._handlers[name] = Handler.wrap(name, function)
+
+    def get(self, name: str) -> Handler | None:
+        return self._handlers.get(name)
+
+    def names(self) -> frozenset[str]:
+        return frozenset(self._handlers)

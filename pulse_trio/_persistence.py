@@ -1,0 +1,316 @@
+"""The persistence actor: the one task that writes to SQLite.
+
+It takes every request waiting in its channel, applies them in one
+transaction with a savepoint each, commits once, then replies. So a hundred
+concurrent enqueues cost one commit (group commit), and a request that
+fails rolls back alone. A commit that fails (disk full, I/O error) fails
+every request of its batch, and nothing of the batch is stored.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import sqlite3
+from collections.abc import Callable
+from typing import Any
+
+import attrs
+import trio
+
+from ._clock import WallClock
+from ._config import JobConfig
+from ._errors import DatabaseError, JobNotDead, JobNotFound, PulseError
+from ._job import config_from_row
+from ._messages import (
+    Claim,
+    ClaimedJob,
+    Complete,
+    Fail,
+    Insert,
+    Message,
+    RecoverOrphans,
+    Release,
+    RemoveOwner,
+    RenewLease,
+    RetryDead,
+)
+from ._owner import owner_is_dead
+from ._store import Row, Store
+
+logger = logging.getLogger(__name__)
+
+MAX_BATCH = 1000
+"""Most requests applied in one transaction."""
+
+BUSY_RETRY_LIMIT = 30.0
+"""Seconds a batch keeps retrying while another process holds the lock."""
+
+
+@attrs.frozen
+class FailOutcome:
+    """Where a failed job went: ``retrying`` (with its due time) or ``dead``."""
+
+    status: str
+    run_at: int
+
+
+OnCommit = Callable[[Message, Any], None]
+
+
+def claimed_job(row: Row, owner: str) -> ClaimedJob:
+    return ClaimedJob(
+        id=row["id"],
+        name=row["name"],
+        payload=row["payload"],
+        attempt=row["attempts"],
+        config=config_from_row(row),
+        owner=owner,
+        seq=row["seq"],
+    )
+
+
+def failure_outcome(attempt: int, config: JobConfig, now: int) -> FailOutcome:
+    """Apply the retry rule: after failed run *attempt*, retry or die."""
+    if attempt > config.max_retries:
+        return FailOutcome(status="dead", run_at=now)
+    return FailOutcome(status="retrying", run_at=now + config.backoff_us(attempt))
+
+
+def _error_entry(attempt: int, error: str, traceback: str, now: int) -> str:
+    return json.dumps(
+        {"attempt": attempt, "error": error, "traceback": traceback, "failed_at": now}
+    )
+
+
+def _is_busy(exc: sqlite3.OperationalError) -> bool:
+    return getattr(exc, "sqlite_errorcode", None) in (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    ) or "locked" in str(exc)
+
+
+@attrs.define(eq=False)
+class Persistence:
+    """Applies requests to the store in batches, one commit per batch."""
+
+    store: Store
+    clock: WallClock
+    on_commit: OnCommit
+    _send: trio.MemorySendChannel[Message] = attrs.field(init=False)
+    _receive: trio.MemoryReceiveChannel[Message] = attrs.field(init=False)
+    running: bool = attrs.field(default=False, init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._send, self._receive = trio.open_memory_channel(math.inf)
+
+    # -- sending ---------------------------------------------------------
+
+    async def submit(self, message: Message) -> None:
+        """Queue *message* for the actor, or apply it at once when the actor
+        is not running (a queue that only enqueues never starts it)."""
+        if self.running:
+            self._send.send_nowait(message)
+        else:
+            await self._commit([message])
+
+    def submit_nowait(self, message: Message) -> None:
+        """Queue *message* for the running actor without waiting."""
+        self._send.send_nowait(message)
+
+    def close(self) -> None:
+        """Let the actor finish the queued requests, then return."""
+        self._send.close()
+
+    # -- the actor -------------------------------------------------------
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Serve requests until :meth:`close` is called.
+
+        The loop is shielded from cancellation: when the queue is cancelled,
+        workers still send the release of each interrupted job, and those
+        writes must land, or the jobs would stay running until recovered.
+        The loop ends once the channel is closed and empty.
+        """
+        self.running = True
+        task_status.started()
+        try:
+            with trio.CancelScope(shield=True):
+                async for first in self._receive:
+                    batch = [first]
+                    while len(batch) < MAX_BATCH:
+                        try:
+                            batch.append(self._receive.receive_nowait())
+                        except (trio.WouldBlock, trio.EndOfChannel):
+                            break
+                    await self._commit(batch)
+        finally:
+            self.running = False
+
+    async def _commit(self, batch: list[Message]) -> None:
+        deadline = trio.current_time() + BUSY_RETRY_LIMIT
+        delay = 0.001
+        while True:
+            try:
+                outcomes = self._execute(batch)
+                break
+            except sqlite3.OperationalError as exc:
+                if not _is_busy(exc) or trio.current_time() > deadline:
+                    self._fail_batch(batch, exc)
+                    return
+            except sqlite3.DatabaseError as exc:
+                self._fail_batch(batch, exc)
+                return
+            await trio.sleep(delay)
+            delay = min(delay * 2, 0.05)
+        for message, result, error in outcomes:
+            self._finish(message, result, error)
+
+    def _execute(
+        self, batch: list[Message]
+    ) -> list[tuple[Message, Any, Exception | None]]:
+        now = self.clock.now_us()
+        outcomes: list[tuple[Message, Any, Exception | None]] = []
+        with self.store.write():
+            for message in batch:
+                try:
+                    with self.store.savepoint():
+                        outcomes.append((message, self._apply(message, now), None))
+                except sqlite3.OperationalError:
+                    raise
+                except Exception as exc:  # noqa: BLE001 - goes to its sender
+                    outcomes.append((message, None, exc))
+        return outcomes
+
+    def _fail_batch(self, batch: list[Message], exc: sqlite3.Error) -> None:
+        error = DatabaseError(f"write to {self.store.description!r} failed: {exc}")
+        error.__cause__ = exc
+        for message in batch:
+            self._finish(message, None, error)
+
+    def _finish(self, message: Message, result: Any, error: Exception | None) -> None:
+        reply = getattr(message, "reply", None)
+        if error is not None:
+            self._report_error(message, error)
+            if reply is not None:
+                reply.fail(error)
+            return
+        if reply is not None:
+            reply.set(result)
+        self.on_commit(message, result)
+
+    def _report_error(self, message: Message, error: Exception) -> None:
+        if isinstance(error, PulseError) and getattr(message, "reply", None):
+            return  # the sender gets it and decides
+        job = getattr(message, "job", None)
+        if job is not None:
+            logger.error(
+                "job %s (%s): recording %s failed: %s",
+                job.id,
+                job.name,
+                type(message).__name__.lower(),
+                error,
+                exc_info=error,
+                extra={"job_id": job.id, "job_name": job.name},
+            )
+        elif getattr(message, "reply", None) is None:
+            logger.error("request %r failed: %s", message, error, exc_info=error)
+
+    # -- one function per request ----------------------------------------
+
+    def _apply(self, message: Message, now: int) -> Any:
+        match message:
+            case Insert(rows=rows):
+                self.store.insert(rows)
+                return None
+            case Claim():
+                return self._claim(message, now)
+            case Complete(job=job):
+                return self.store.complete(job.id, job.owner, job.attempt, now)
+            case Fail():
+                return self._fail(message, now)
+            case Release(job=job):
+                return self.store.release(job.id, job.owner, job.attempt)
+            case RetryDead(job_id=job_id):
+                return self._retry_dead(job_id, now)
+            case RenewLease(owner=owner, lease_until=lease_until):
+                self.store.upsert_owner(
+                    {**attrs.asdict(owner), "now": now, "lease_until": lease_until}
+                )
+                return None
+            case RecoverOrphans(own_id=own_id):
+                return self._recover(own_id, now)
+            case RemoveOwner(owner_id=owner_id):
+                self.store.delete_owner(owner_id)
+                return None
+
+    def _claim(self, message: Claim, now: int) -> list[ClaimedJob]:
+        if not message.names or message.limit <= 0:
+            return []
+        rows = self.store.claim(message.names, message.limit, now, message.owner)
+        return [claimed_job(row, message.owner) for row in rows]
+
+    def _fail(self, message: Fail, now: int) -> FailOutcome | None:
+        job = message.job
+        outcome = failure_outcome(job.attempt, job.config, now)
+        recorded = self.store.fail(
+            job.guard,
+            {
+                "status": outcome.status,
+                "run_at": outcome.run_at,
+                "finished_at": now if outcome.status == "dead" else None,
+                "error": message.error,
+                "entry": _error_entry(
+                    job.attempt, message.error, message.traceback, now
+                ),
+            },
+        )
+        return outcome if recorded else None
+
+    def _retry_dead(self, job_id: str, now: int) -> None:
+        if self.store.retry_dead(job_id, now):
+            return
+        row = self.store.get(job_id)
+        if row is None:
+            raise JobNotFound(job_id)
+        raise JobNotDead(job_id, row["status"])
+
+    def _recover(self, own_id: str, now: int) -> list[tuple[ClaimedJob, str]]:
+        """Put back the running jobs of dead owners.
+
+        The interrupted run counts as an attempt, so a job that kills its
+        process ends dead after its retries rather than looping forever.
+        """
+        recovered = []
+        for owner_id in self.store.running_owners():
+            if owner_id == own_id or not owner_is_dead(self.store.owner(owner_id), now):
+                continue
+            for row in self.store.running_of_owner(owner_id):
+                job = claimed_job(row, owner_id or "")
+                recovered.append((job, self._recover_job(job, now)))
+        self.store.delete_unused_owners(now)
+        return recovered
+
+    def _recover_job(self, job: ClaimedJob, now: int) -> str:
+        error = (
+            f"WorkerLost: attempt {job.attempt} was interrupted because the "
+            "process running it stopped without recording a result"
+        )
+        outcome = failure_outcome(job.attempt, job.config, now)
+        if outcome.status == "retrying":
+            # The run did not fail on its own, so it is due again at once.
+            outcome = FailOutcome(status="retrying", run_at=now)
+        self.store.fail(
+            job.guard,
+            {
+                "status": outcome.status,
+                "run_at": outcome.run_at,
+                "finished_at": now if outcome.status == "dead" else None,
+                "error": error,
+                "entry": _error_entry(job.attempt, error, "", now),
+            },
+        )
+        return outcome.status

@@ -1,0 +1,590 @@
+"""The :class:`Pulse` queue: the public face over the actors."""
+
+from __future__ import annotations
+
+import enum
+import json
+import logging
+import os
+import uuid
+from collections.abc import AsyncIterator, Iterable, Sequence
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from datetime import datetime, timedelta
+from types import TracebackType
+from typing import Any, TypeVar, final
+
+import trio
+from trio_util import AsyncValue
+
+from ._clock import WallClock
+from ._config import JobConfig, to_duration, to_microseconds
+from ._errors import InvalidPayload, JobNotFound, PulseError, QueueClosed
+from ._handlers import HandlerFunction, Registry, check_job_name
+from ._job import Job, job_from_row, to_epoch_microseconds
+from ._messages import Insert, RecoverOrphans, RemoveOwner, RenewLease, Reply, RetryDead
+from ._owner import Owner
+from ._persistence import Persistence
+from ._report import Reporter
+from ._scheduler import Scheduler
+from ._store import Store, Synchronous
+from ._worker import Worker, WorkerPool
+
+logger = logging.getLogger(__name__)
+
+F = TypeVar("F", bound=HandlerFunction)
+
+DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
+"""Largest encoded payload accepted by default: 1 MiB."""
+
+DEFAULT_LEASE = timedelta(seconds=30)
+"""How long a running queue's claim on its jobs lasts without renewal."""
+
+INSERT_CHUNK = 1000
+"""Rows per insert request in :meth:`Pulse.enqueue_many`."""
+
+OWNER_WRITE_TIMEOUT = 5.0
+"""Seconds a stopping queue waits for its owner record to be removed."""
+
+
+class _State(enum.Enum):
+    IDLE = "idle"
+    RUNNING = "running"
+    STOPPING = "stopping"
+    STOPPED = "stopped"
+
+
+@final
+class Pulse:
+    """A persistent job queue on one SQLite database.
+
+    Open one with :meth:`new` (a file) or :meth:`in_memory`, register
+    handlers with :meth:`handle`, enqueue jobs, and process them with
+    :meth:`run`. A ``Pulse`` runs once: after a shutdown it takes no new
+    jobs, but its reads (:meth:`status`, :meth:`dead_jobs`) keep working
+    until :meth:`close`.
+    """
+
+    def __init__(
+        self,
+        store: Store,
+        *,
+        workers: int | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        lease: timedelta | float = DEFAULT_LEASE,
+    ) -> None:
+        """Wrap an open store; use :meth:`new` or :meth:`in_memory` instead."""
+        self._store = store
+        self._clock = WallClock()
+        self._registry = Registry()
+        self._workers = _check_workers(workers or os.cpu_count() or 1)
+        self._max_payload_bytes = _check_payload_limit(max_payload_bytes)
+        self._lease = to_duration(lease, name="lease")
+        if not self._lease:
+            raise ValueError("lease must be positive")
+        self._wakeups: AsyncValue[int] = AsyncValue(0)
+        self._reporter = Reporter(self._wakeups)
+        self._persistence = Persistence(store, self._clock, self._reporter)
+        self._state = _State.IDLE
+        self._stop_requested = trio.Event()
+        self._stop_now = False
+        self._stop_timeout: float | None = None
+        self._stopped = trio.Event()
+        self._crew_scope: trio.CancelScope | None = None
+        self._pool: WorkerPool | None = None
+        self._context: AbstractAsyncContextManager[Pulse] | None = None
+
+    # -- opening ---------------------------------------------------------
+
+    @classmethod
+    async def new(
+        cls,
+        path: str | os.PathLike[str],
+        *,
+        workers: int | None = None,
+        synchronous: Synchronous = "NORMAL",
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        lease: timedelta | float = DEFAULT_LEASE,
+    ) -> Pulse:
+        """Open the queue in the SQLite file at *path*, creating it if missing.
+
+        Args:
+            path: The database file. Its folder must exist.
+            workers: Jobs run at once; defaults to the CPU count.
+            synchronous: ``"NORMAL"`` survives a crash of the process;
+                ``"FULL"`` also survives a power loss, at some cost in speed.
+            max_payload_bytes: Largest encoded payload that enqueue accepts.
+            lease: How long the jobs of a running queue stay claimed without
+                renewal, after its process dies, before another takes them.
+
+        Raises:
+            DatabaseError: The file cannot be opened or is not a pulse-trio
+                database.
+            SchemaTooNew: A newer pulse-trio wrote the database.
+        """
+        store = Store.open_file(path, synchronous)
+        try:
+            return cls(
+                store, workers=workers, max_payload_bytes=max_payload_bytes, lease=lease
+            )
+        except BaseException:
+            store.close()
+            raise
+
+    @classmethod
+    def in_memory(
+        cls,
+        *,
+        workers: int | None = None,
+        max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+    ) -> Pulse:
+        """Open a queue in a private in-memory database, for tests.
+
+        Its jobs are lost when the ``Pulse`` is closed or the process ends.
+        """
+        return cls(
+            Store.open_memory(), workers=workers, max_payload_bytes=max_payload_bytes
+        )
+
+    def with_workers(self, workers: int) -> Pulse:
+        """Set how many jobs run at once, and return this queue."""
+        if self._state is not _State.IDLE:
+            raise PulseError("set the number of workers before run() starts")
+        self._workers = _check_workers(workers)
+        return self
+
+    @property
+    def workers(self) -> int:
+        """How many jobs run at once."""
+        return self._workers
+
+    @property
+    def database(self) -> str:
+        """Path of the database file, or ``":memory:"``."""
+        return self._store.description
+
+    def close(self) -> None:
+        """Close the database connection. The queue must not be running."""
+        if self._state in (_State.RUNNING, _State.STOPPING):
+            raise PulseError("shut the queue down before closing it")
+        self._state = _State.STOPPED
+        self._store.close()
+
+    # -- handlers --------------------------------------------------------
+
+    def handle(self, name: str, handler: F) -> F:
+        """Register *handler* to run the jobs named *name*, and return it.
+
+        An ``async def`` handler runs on the event loop and its timeout
+        cancels it. A plain function runs in a worker thread, which a timeout
+        or a shutdown cannot interrupt: they wait for it to return.
+
+        Raises:
+            InvalidJobName: *name* is empty or not a string.
+            HandlerError: *handler* is not callable, or *name* already has one.
+        """
+        self._registry.add(name, handler)
+        return handler
+
+    def handled_names(self) -> frozenset[str]:
+        """Names of the jobs this queue has handlers for."""
+        return self._registry.names()
+
+    # -- enqueueing ------------------------------------------------------
+
+    async def enqueue(self, name: str, payload: Any = None) -> str:
+        """Store a job that is due now, and return its id.
+
+        Returns once the job is committed to the database.
+
+        Raises:
+            InvalidJobName: *name* is empty or not a string.
+            InvalidPayload: *payload* cannot be encoded as JSON or is too big.
+            QueueClosed: The queue is shutting down or shut down.
+        """
+        return await self.enqueue_with_config(name, payload)
+
+    async def enqueue_with_config(
+        self, name: str, payload: Any = None, config: JobConfig | None = None
+    ) -> str:
+        """Store a job that is due now with its own *config*, and return its id."""
+        return (await self._insert(name, [payload], config, run_at=None))[0]
+
+    async def enqueue_many(
+        self, name: str, payloads: Iterable[Any], config: JobConfig | None = None
+    ) -> list[str]:
+        """Store one job per payload, all due now, and return their ids.
+
+        Every payload is checked before anything is stored, so a bad payload
+        stores none of them.
+        """
+        return await self._insert(name, list(payloads), config, run_at=None)
+
+    async def schedule(
+        self,
+        name: str,
+        payload: Any = None,
+        run_at: datetime | None = None,
+        *,
+        delay: timedelta | float | None = None,
+        config: JobConfig | None = None,
+    ) -> str:
+        """Store a job that is due at *run_at*, or after *delay*.
+
+        Args:
+            run_at: An aware datetime. A time in the past is due at once.
+            delay: A timedelta or seconds from now, instead of *run_at*.
+
+        Raises:
+            ValueError: *run_at* is naive, or neither or both of *run_at*
+                and *delay* are given.
+        """
+        return (
+            await self._insert(name, [payload], config, run_at=_due_time(run_at, delay))
+        )[0]
+
+    async def _insert(
+        self,
+        name: str,
+        payloads: Sequence[Any],
+        config: JobConfig | None,
+        run_at: _DueTime | None,
+    ) -> list[str]:
+        check_job_name(name)
+        config = _check_config(config)
+        texts = [self._encode(name, payload) for payload in payloads]
+        self._check_open()
+        now = self._clock.now_us()
+        due = now if run_at is None else run_at.resolve(now)
+        rows = [_job_row(name, text, config, now, due) for text in texts]
+        for start in range(0, len(rows), INSERT_CHUNK):
+            chunk = tuple(rows[start : start + INSERT_CHUNK])
+            reply: Reply[None] = Reply()
+            try:
+                await self._persistence.submit(Insert(rows=chunk, reply=reply))
+            except (trio.ClosedResourceError, trio.BrokenResourceError):
+                raise self._closed_error() from None
+            await reply.wait()
+        return [row["id"] for row in rows]
+
+    def _encode(self, name: str, payload: Any) -> str:
+        try:
+            text = json.dumps(
+                payload, allow_nan=False, ensure_ascii=False, separators=(",", ":")
+            )
+        except (TypeError, ValueError, RecursionError) as exc:
+            raise InvalidPayload(
+                f"payload of job {name!r} cannot be stored as JSON: {exc}. Pass "
+                "dicts with str keys, lists, str, int, finite float, bool or None; "
+                "convert other values (datetime, set, bytes, objects) first"
+            ) from exc
+        size = len(text.encode())
+        if size > self._max_payload_bytes:
+            raise InvalidPayload(
+                f"payload of job {name!r} is {size} bytes encoded, over the limit "
+                f"of {self._max_payload_bytes}; store large data elsewhere and pass "
+                "a reference, or raise max_payload_bytes"
+            )
+        return text
+
+    def _check_open(self) -> None:
+        if self._state in (_State.STOPPING, _State.STOPPED):
+            raise self._closed_error()
+
+    def _closed_error(self) -> QueueClosed:
+        return QueueClosed(
+            f"the queue on {self.database!r} is {self._state.value} and takes "
+            "no new jobs; nothing was stored. Open a new Pulse to enqueue more"
+        )
+
+    # -- reading ---------------------------------------------------------
+
+    async def status(self, job_id: str) -> Job:
+        """Return a snapshot of the job with id *job_id*.
+
+        Raises:
+            JobNotFound: No such job; it is also a :exc:`LookupError`.
+        """
+        row = self._store.get(job_id)
+        if row is None:
+            raise JobNotFound(job_id)
+        return job_from_row(row, self._clock.now_us())
+
+    async def dead_jobs(self) -> list[Job]:
+        """Return the dead jobs, the oldest death first."""
+        now = self._clock.now_us()
+        return [job_from_row(row, now) for row in self._store.dead()]
+
+    async def retry(self, job_id: str) -> None:
+        """Make a dead job pending now, with attempts reset to 0.
+
+        It keeps its payload, config and error history.
+
+        Raises:
+            JobNotFound: No such job.
+            JobNotDead: The job is not dead.
+        """
+        self._check_open()
+        reply: Reply[None] = Reply()
+        await self._persistence.submit(RetryDead(job_id=job_id, reply=reply))
+        await reply.wait()
+
+    # -- running ---------------------------------------------------------
+
+    async def run(
+        self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
+    ) -> None:
+        """Process jobs until shut down.
+
+        With ``await nursery.start(pulse.run)`` it reports started once the
+        workers accept jobs. Cancelling it stops at once, as
+        :meth:`shutdown_now` does: running jobs are cancelled and put back
+        to pending without using up an attempt.
+        """
+        if self._state is not _State.IDLE:
+            raise PulseError(
+                f"run() can start only once; this queue is {self._state.value}"
+            )
+        self._state = _State.RUNNING
+        owner = Owner.new()
+        owner.mark_live()
+        try:
+            async with trio.open_nursery() as outer:
+                await outer.start(self._persistence.run)
+                try:
+                    await self._serve(owner, task_status)
+                finally:
+                    await self._remove_owner(owner)
+                    self._persistence.close()
+        finally:
+            owner.mark_stopped()
+            self._state = _State.STOPPED
+            self._stopped.set()
+
+    async def _serve(self, owner: Owner, task_status: trio.TaskStatus[None]) -> None:
+        await self._renew_lease(owner)
+        await self._recover_orphans(owner)
+        if not self._registry.names():
+            logger.warning("run() started with no handlers registered; no job will run")
+        pool = self._pool = WorkerPool()
+        for index in range(self._workers):
+            pool.add(
+                Worker(index, self._registry, self._persistence, self._clock, pool)
+            )
+        scheduler = Scheduler(
+            self._store,
+            self._persistence,
+            self._registry,
+            pool,
+            self._clock,
+            owner.id,
+            self._wakeups,
+        )
+        async with trio.open_nursery() as lease_nursery:
+            lease_nursery.start_soon(self._keep_lease, owner)
+            async with trio.open_nursery() as crew:
+                self._crew_scope = crew.cancel_scope
+                for worker in pool.workers:
+                    crew.start_soon(worker.run)
+                async with trio.open_nursery() as scheduling:
+                    scheduling.start_soon(scheduler.run)
+                    logger.info(
+                        "queue on %r started with %d workers for jobs %s",
+                        self.database,
+                        self._workers,
+                        sorted(self._registry.names()),
+                    )
+                    task_status.started()
+                    await self._stop_requested.wait()
+                    scheduling.cancel_scope.cancel()
+                self._stop_crew(crew.cancel_scope, pool)
+            lease_nursery.cancel_scope.cancel()
+        logger.info("queue on %r stopped", self.database)
+
+    def _stop_crew(self, scope: trio.CancelScope, pool: WorkerPool) -> None:
+        # The scheduler has stopped, so no job is claimed from here on.
+        pool.close_inboxes()
+        if self._stop_now:
+            scope.cancel()
+        elif self._stop_timeout is not None:
+            scope.deadline = trio.current_time() + self._stop_timeout
+
+    async def shutdown_graceful(
+        self,
+        timeout: timedelta | float | None = None,  # noqa: ASYNC109 - grace period
+    ) -> None:
+        """Stop taking jobs, let running ones finish, and wait for :meth:`run`.
+
+        New enqueues raise :exc:`QueueClosed` from now on. Pending jobs stay
+        pending in the database.
+
+        Args:
+            timeout: If given, jobs still running after it are cancelled and
+                go back to pending without using up an attempt.
+        """
+        seconds = (
+            None
+            if timeout is None
+            else to_duration(timeout, name="timeout").total_seconds()
+        )
+        await self._shutdown(now=False, grace=seconds)
+
+    async def shutdown_now(self) -> None:
+        """Cancel running jobs and wait for :meth:`run` to return.
+
+        The cancelled jobs go back to pending without using up an attempt,
+        so they run again when a queue next starts on this database.
+        """
+        await self._shutdown(now=True, grace=None)
+
+    async def _shutdown(self, *, now: bool, grace: float | None) -> None:
+        if self._state is _State.IDLE:
+            self._state = _State.STOPPED
+            self._stopped.set()
+            return
+        if self._state is _State.RUNNING:
+            self._state = _State.STOPPING
+            self._stop_timeout = grace
+        if now:
+            self._stop_now = True
+            if self._crew_scope is not None:
+                self._crew_scope.cancel()
+        self._stop_requested.set()
+        await self._stopped.wait()
+
+    @asynccontextmanager
+    async def _running(self) -> AsyncIterator[Pulse]:
+        async with trio.open_nursery() as nursery:
+            await nursery.start(self.run)
+            try:
+                yield self
+            finally:
+                with trio.CancelScope(shield=True):
+                    await self.shutdown_graceful()
+
+    async def __aenter__(self) -> Pulse:
+        """Run the queue in the background for the ``async with`` block."""
+        self._context = self._running()
+        return await self._context.__aenter__()
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> bool | None:
+        """Shut down gracefully: wait for running jobs, then return."""
+        context, self._context = self._context, None
+        assert context is not None, "__aexit__ without __aenter__"
+        return await context.__aexit__(exc_type, exc, tb)
+
+    # -- lease -----------------------------------------------------------
+
+    async def _renew_lease(self, owner: Owner) -> None:
+        lease_until = self._clock.now_us() + to_microseconds(self._lease)
+        reply: Reply[None] = Reply()
+        await self._persistence.submit(
+            RenewLease(owner=owner, lease_until=lease_until, reply=reply)
+        )
+        await reply.wait()
+
+    async def _recover_orphans(self, owner: Owner) -> None:
+        reply: Reply[list[Any]] = Reply()
+        await self._persistence.submit(RecoverOrphans(own_id=owner.id, reply=reply))
+        await reply.wait()
+
+    async def _keep_lease(self, owner: Owner) -> None:
+        """Renew this queue's lease and recover the jobs of dead owners."""
+        interval = self._lease.total_seconds() / 3
+        while True:
+            await trio.sleep(interval)
+            try:
+                await self._renew_lease(owner)
+                await self._recover_orphans(owner)
+            except PulseError as exc:
+                logger.error(
+                    "renewing the lease of this queue failed: %s", exc, exc_info=exc
+                )
+
+    async def _remove_owner(self, owner: Owner) -> None:
+        reply: Reply[None] = Reply()
+        with trio.move_on_after(OWNER_WRITE_TIMEOUT, shield=True):
+            try:
+                await self._persistence.submit(
+                    RemoveOwner(owner_id=owner.id, reply=reply)
+                )
+                await reply.wait()
+            except PulseError as exc:
+                logger.error("removing the owner record of this queue failed: %s", exc)
+
+
+class _DueTime:
+    """A due time given as an instant or as a delay from enqueue."""
+
+    def __init__(self, at_us: int | None, delay_us: int | None) -> None:
+        self.at_us = at_us
+        self.delay_us = delay_us
+
+    def resolve(self, now: int) -> int:
+        if self.at_us is not None:
+            return self.at_us
+        assert self.delay_us is not None
+        return now + self.delay_us
+
+
+def _due_time(run_at: datetime | None, delay: timedelta | float | None) -> _DueTime:
+    if (run_at is None) == (delay is None):
+        raise ValueError("schedule() needs exactly one of run_at (a datetime) or delay")
+    if run_at is None:
+        return _DueTime(None, to_microseconds(to_duration(delay, name="delay")))
+    if not isinstance(run_at, datetime):
+        raise TypeError(
+            f"run_at must be an aware datetime, not {type(run_at).__name__} "
+            f"({run_at!r}); use delay= for a duration"
+        )
+    if run_at.tzinfo is None or run_at.utcoffset() is None:
+        raise ValueError(
+            f"run_at {run_at.isoformat()} is a naive datetime; pass an aware one, "
+            "such as datetime.now(timezone.utc) + timedelta(hours=1)"
+        )
+    return _DueTime(to_epoch_microseconds(run_at), None)
+
+
+def _job_row(
+    name: str, payload: str, config: JobConfig, now: int, due: int
+) -> dict[str, Any]:
+    timeout = config.timeout
+    return {
+        "id": uuid.uuid4().hex,
+        "name": name,
+        "payload": payload,
+        "status": "scheduled" if due > now else "pending",
+        "priority": int(config.priority),
+        "max_retries": config.max_retries,
+        "retry_delay_us": to_microseconds(config.retry_delay),
+        "max_retry_delay_us": to_microseconds(config.max_retry_delay),
+        "timeout_us": None if timeout is None else to_microseconds(timeout),
+        "created_at": now,
+        "run_at": due,
+    }
+
+
+def _check_config(config: object) -> JobConfig:
+    if config is None:
+        return JobConfig()
+    if not isinstance(config, JobConfig):
+        raise TypeError(
+            f"config must be a JobConfig, not {type(config).__name__} ({config!r})"
+        )
+    return config
+
+
+def _check_workers(workers: object) -> int:
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"workers must be a positive int, got {workers!r}")
+    return workers
+
+
+def _check_payload_limit(limit: object) -> int:
+    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+        raise ValueError(f"max_payload_bytes must be a positive int, got {limit!r}")
+    return limit

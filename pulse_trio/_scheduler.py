@@ -1,0 +1,121 @@
+"""The scheduler actor: claims due jobs and hands them to idle workers."""
+
+from __future__ import annotations
+
+import logging
+import math
+
+import attrs
+import trio
+from trio_util import AsyncValue
+
+from ._clock import MAX_NAP, WallClock
+from ._errors import PulseError
+from ._handlers import Registry
+from ._messages import Claim, ClaimedJob, Reply
+from ._persistence import Persistence
+from ._store import Store
+from ._worker import Worker, WorkerPool, release_job
+
+logger = logging.getLogger(__name__)
+
+UNHANDLED_WARNING_INTERVAL = 300.0
+"""Seconds between two warnings about due jobs that no handler here runs."""
+
+CLAIM_ERROR_PAUSE = 1.0
+"""Seconds to wait after a failed claim before the next one."""
+
+
+@attrs.define(eq=False)
+class Scheduler:
+    """Claims due jobs, highest priority first, as workers become idle.
+
+    It sleeps until the next job is due, a wake-up arrives (an enqueue, a
+    failed run's retry, a release) or :data:`MAX_NAP` passes, whichever is
+    first.
+    """
+
+    store: Store
+    persistence: Persistence
+    registry: Registry
+    pool: WorkerPool
+    clock: WallClock
+    owner_id: str
+    wakeups: AsyncValue[int]
+    _next_unhandled_check: float = attrs.field(default=-math.inf, init=False)
+
+    async def run(self) -> None:
+        while True:
+            await self.pool.idle_count.wait_value(lambda idle: idle > 0)
+            generation = self.wakeups.value
+            workers = self.pool.reserve_all()
+            claimed = await self._claim_for(workers)
+            if claimed < len(workers):
+                await self._nap(generation)
+
+    async def _claim_for(self, workers: list[Worker]) -> int:
+        names = self.registry.names()
+        reply: Reply[list[ClaimedJob]] = Reply()
+        jobs: list[ClaimedJob] = []
+        failure: PulseError | None = None
+        # A claim that commits must reach a worker, so waiting for it is
+        # shielded: cancelling here would strand the claimed jobs as running.
+        with trio.CancelScope(shield=True):
+            try:
+                await self.persistence.submit(
+                    Claim(
+                        names=names,
+                        limit=len(workers),
+                        owner=self.owner_id,
+                        reply=reply,
+                    )
+                )
+                jobs = await reply.wait()
+            except PulseError as exc:
+                failure = exc
+            for worker, job in zip(workers, jobs, strict=False):
+                await self._dispatch(worker, job)
+        for worker in workers[len(jobs) :]:
+            self.pool.mark_idle(worker)
+        if failure is not None:
+            logger.error("claiming due jobs failed: %s", failure, exc_info=failure)
+            await trio.sleep(CLAIM_ERROR_PAUSE)
+            return len(workers)
+        return len(jobs)
+
+    async def _dispatch(self, worker: Worker, job: ClaimedJob) -> None:
+        try:
+            worker.assign(job)
+        except (trio.BrokenResourceError, trio.ClosedResourceError):
+            # The worker stopped while the claim committed.
+            await release_job(self.persistence, job)
+
+    async def _nap(self, generation: int) -> None:
+        names = self.registry.names()
+        next_due = self.store.next_due_time(names)
+        if next_due is None:
+            deadline = trio.current_time() + MAX_NAP
+        else:
+            deadline = self.clock.deadline_for(next_due)
+        self._warn_unhandled(names)
+        with trio.move_on_at(deadline):
+            await self.wakeups.wait_value(lambda value: value != generation)
+
+    def _warn_unhandled(self, names: frozenset[str]) -> None:
+        """Log due jobs that no handler in this process can run.
+
+        They are left pending, never dropped, because another process with
+        that handler may run them.
+        """
+        if trio.current_time() < self._next_unhandled_check:
+            return
+        self._next_unhandled_check = trio.current_time() + UNHANDLED_WARNING_INTERVAL
+        for name, count in self.store.due_unhandled(names, self.clock.now_us()):
+            logger.warning(
+                "%d due jobs named %r have no handler registered here; they "
+                "stay pending until a process that handles %r runs them",
+                count,
+                name,
+                name,
+                extra={"job_name": name},
+            )

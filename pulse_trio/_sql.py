@@ -1,0 +1,127 @@
+"""SQL statements, by name.
+
+Waiting jobs (pending, scheduled, retrying) are the only rows in the partial
+indexes that claims and due-time look-ups read, so finished rows never slow
+down the hot path.
+"""
+
+WAITING = "status IN ('pending', 'scheduled', 'retrying')"
+
+CREATE_DUE_INDEX = f"""
+CREATE INDEX pulse_jobs_due ON pulse_jobs (priority DESC, run_at, seq)
+WHERE {WAITING}
+"""
+
+CREATE_NEXT_INDEX = f"""
+CREATE INDEX pulse_jobs_next ON pulse_jobs (run_at) WHERE {WAITING}
+"""
+
+CREATE_RUNNING_INDEX = """
+CREATE INDEX pulse_jobs_running ON pulse_jobs (owner) WHERE status = 'running'
+"""
+
+CREATE_FINISHED_INDEX = """
+CREATE INDEX pulse_jobs_finished ON pulse_jobs (status, finished_at)
+WHERE status IN ('completed', 'dead')
+"""
+
+INSERT_JOB = """
+INSERT INTO pulse_jobs (
+    id, name, payload, status, priority, attempts, max_retries,
+    retry_delay_us, max_retry_delay_us, timeout_us, created_at, run_at
+) VALUES (
+    :id, :name, :payload, :status, :priority, 0, :max_retries,
+    :retry_delay_us, :max_retry_delay_us, :timeout_us, :created_at, :run_at
+)
+"""
+
+# RETURNING does not keep the order of the inner SELECT, so the caller
+# sorts the claimed rows again.
+CLAIM_DUE = f"""
+UPDATE pulse_jobs
+SET status = 'running', attempts = attempts + 1, started_at = :now,
+    owner = :owner
+WHERE seq IN (
+    SELECT seq FROM pulse_jobs
+    WHERE {WAITING} AND run_at <= :now
+      AND name IN (SELECT value FROM json_each(:names))
+    ORDER BY priority DESC, run_at, seq
+    LIMIT :limit
+)
+RETURNING *
+"""
+
+NEXT_DUE_TIME = f"""
+SELECT min(run_at) FROM pulse_jobs
+WHERE {WAITING} AND name IN (SELECT value FROM json_each(:names))
+"""
+
+# Every change to a running job names the owner and attempt that claimed
+# it, so a stale worker cannot overwrite a newer state.
+RUN_GUARD = "id = :id AND status = 'running' AND owner = :owner AND attempts = :attempt"
+
+COMPLETE = f"""
+UPDATE pulse_jobs
+SET status = 'completed', finished_at = :now, owner = NULL
+WHERE {RUN_GUARD}
+"""
+
+FAIL = f"""
+UPDATE pulse_jobs
+SET status = :status, run_at = :run_at, finished_at = :finished_at,
+    last_error = :error, owner = NULL,
+    errors = json_insert(errors, '$[#]', json(:entry))
+WHERE {RUN_GUARD}
+"""
+
+RELEASE = f"""
+UPDATE pulse_jobs
+SET status = 'pending', attempts = attempts - 1, owner = NULL
+WHERE {RUN_GUARD}
+"""
+
+RETRY_DEAD = """
+UPDATE pulse_jobs
+SET status = 'pending', attempts = 0, run_at = :now, started_at = NULL,
+    finished_at = NULL
+WHERE id = :id AND status = 'dead'
+"""
+
+SELECT_JOB = "SELECT * FROM pulse_jobs WHERE id = :id"
+
+SELECT_DEAD = """
+SELECT * FROM pulse_jobs WHERE status = 'dead'
+ORDER BY finished_at, seq
+"""
+
+SELECT_RUNNING_OWNERS = """
+SELECT DISTINCT owner FROM pulse_jobs WHERE status = 'running'
+"""
+
+SELECT_RUNNING_OF_OWNER = """
+SELECT * FROM pulse_jobs WHERE status = 'running' AND owner IS :owner
+"""
+
+COUNT_DUE_UNHANDLED = f"""
+SELECT name, count(*) AS due FROM pulse_jobs
+WHERE {WAITING} AND run_at <= :now
+  AND name NOT IN (SELECT value FROM json_each(:names))
+GROUP BY name ORDER BY name
+"""
+
+UPSERT_OWNER = """
+INSERT INTO pulse_owners (id, host, pid, process_start, started_at, lease_until)
+VALUES (:id, :host, :pid, :process_start, :now, :lease_until)
+ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until
+"""
+
+SELECT_OWNER = "SELECT * FROM pulse_owners WHERE id = :id"
+
+DELETE_OWNER = "DELETE FROM pulse_owners WHERE id = :id"
+
+DELETE_UNUSED_OWNERS = """
+DELETE FROM pulse_owners
+WHERE lease_until < :now AND id NOT IN (
+    SELECT owner FROM pulse_jobs WHERE status = 'running' AND owner IS NOT NULL
+)
+"""

@@ -1,0 +1,304 @@
+"""The SQLite layer: connection, schema and the statements on jobs.
+
+Every method is synchronous and short. The persistence actor calls the
+writing methods inside one transaction per batch, and readers call the
+others directly from the event loop, which sees only committed data because
+no transaction stays open across an ``await``.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any, Literal
+
+import sqlite_utils
+from sqlite_utils.migrations import Migrations
+
+from . import _sql
+from ._errors import DatabaseError, SchemaTooNew
+
+Synchronous = Literal["NORMAL", "FULL"]
+Row = Mapping[str, Any]
+
+# Seconds the connection itself waits for another process's write lock.
+# Longer waits happen in the persistence actor with trio.sleep, so the event
+# loop is never blocked for more than this.
+BUSY_TIMEOUT = 0.005
+
+migrations = Migrations("pulse_trio")
+
+
+@migrations(name="0001_jobs_and_owners")
+def _create_schema(db: sqlite_utils.Database) -> None:
+    db.table("pulse_jobs").create(
+        {
+            "seq": int,
+            "id": str,
+            "name": str,
+            "payload": str,
+            "status": str,
+            "priority": int,
+            "attempts": int,
+            "max_retries": int,
+            "retry_delay_us": int,
+            "max_retry_delay_us": int,
+            "timeout_us": int,
+            "created_at": int,
+            "run_at": int,
+            "started_at": int,
+            "finished_at": int,
+            "last_error": str,
+            "errors": str,
+            "owner": str,
+        },
+        pk="seq",
+        not_null={
+            "id",
+            "name",
+            "payload",
+            "status",
+            "priority",
+            "attempts",
+            "max_retries",
+            "retry_delay_us",
+            "max_retry_delay_us",
+            "created_at",
+            "run_at",
+            "errors",
+        },
+        defaults={"attempts": 0, "errors": "[]"},
+    )
+    db.table("pulse_jobs").create_index(["id"], unique=True, index_name="pulse_jobs_id")
+    for statement in (
+        _sql.CREATE_DUE_INDEX,
+        _sql.CREATE_NEXT_INDEX,
+        _sql.CREATE_RUNNING_INDEX,
+        _sql.CREATE_FINISHED_INDEX,
+    ):
+        db.execute(statement)
+    db.table("pulse_owners").create(
+        {
+            "id": str,
+            "host": str,
+            "pid": int,
+            "process_start": str,
+            "started_at": int,
+            "lease_until": int,
+        },
+        pk="id",
+        not_null={"host", "pid", "started_at", "lease_until"},
+    )
+
+
+class Store:
+    """One SQLite connection holding the queue's tables."""
+
+    def __init__(self, conn: sqlite3.Connection, description: str) -> None:
+        self.conn = conn
+        self.description = description
+        conn.row_factory = sqlite3.Row
+        self.db = sqlite_utils.Database(conn, execute_plugins=False)
+
+    # -- opening ---------------------------------------------------------
+
+    @classmethod
+    def open_file(cls, path: str | os.PathLike[str], synchronous: Synchronous) -> Store:
+        """Open or create the database file at *path*."""
+        path = Path(path)
+        if not path.parent.is_dir():
+            raise DatabaseError(
+                f"cannot open database {str(path)!r}: folder {str(path.parent)!r} "
+                "does not exist; create it first"
+            )
+        try:
+            conn = sqlite3.connect(
+                path,
+                timeout=BUSY_TIMEOUT,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        except sqlite3.Error as exc:
+            raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from exc
+        store = cls(conn, str(path))
+        try:
+            store._configure(journal_mode="WAL", synchronous=synchronous)
+            store._migrate()
+        except BaseException:
+            conn.close()
+            raise
+        return store
+
+    @classmethod
+    def open_memory(cls) -> Store:
+        """Open a private in-memory database."""
+        conn = sqlite3.connect(
+            ":memory:", isolation_level=None, check_same_thread=False
+        )
+        store = cls(conn, ":memory:")
+        store._configure(journal_mode="MEMORY", synchronous="NORMAL")
+        store._migrate()
+        return store
+
+    def _configure(self, journal_mode: str, synchronous: Synchronous) -> None:
+        if synchronous not in ("NORMAL", "FULL"):
+            raise ValueError(
+                f"invalid synchronous mode {synchronous!r}; use 'NORMAL' or 'FULL'"
+            )
+        try:
+            self.conn.execute(f"PRAGMA journal_mode = {journal_mode}")
+            self.conn.execute(f"PRAGMA synchronous = {synchronous}")
+            self.conn.execute("PRAGMA foreign_keys = ON")
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(
+                f"cannot use {self.description!r} as a pulse-trio database: {exc}; "
+                "is it an SQLite file?"
+            ) from exc
+
+    def _migrate(self) -> None:
+        try:
+            applied = {m.name for m in migrations.applied(self.db)}
+            known = {
+                m.name for m in migrations.pending(sqlite_utils.Database(memory=True))
+            }
+            unknown = sorted(applied - known)
+            if unknown:
+                raise SchemaTooNew(
+                    f"database {self.description!r} has schema changes this version "
+                    f"of pulse-trio does not know ({', '.join(unknown)}); it was "
+                    "written by a newer pulse-trio, so upgrade pulse-trio to open it"
+                )
+            if migrations.pending(self.db):
+                with self.write():
+                    migrations.apply(self.db)
+        except sqlite3.DatabaseError as exc:
+            raise DatabaseError(
+                f"cannot read the schema of {self.description!r}: {exc}"
+            ) from exc
+
+    def close(self) -> None:
+        self.conn.close()
+
+    # -- transactions ----------------------------------------------------
+
+    @contextmanager
+    def write(self) -> Iterator[None]:
+        """Run the block in one ``BEGIN IMMEDIATE`` transaction.
+
+        ``BEGIN IMMEDIATE`` takes the write lock up front, so a busy database
+        fails here rather than halfway through the block.
+        """
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+        try:
+            self.conn.execute("COMMIT")
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK")
+            raise
+
+    @contextmanager
+    def savepoint(self) -> Iterator[None]:
+        """Undo the block's changes alone if it raises."""
+        self.conn.execute("SAVEPOINT request")
+        try:
+            yield
+        except BaseException:
+            if self.conn.in_transaction:
+                self.conn.execute("ROLLBACK TO request")
+                self.conn.execute("RELEASE request")
+            raise
+        self.conn.execute("RELEASE request")
+
+    # -- writes ----------------------------------------------------------
+
+    def insert(self, rows: Sequence[Mapping[str, Any]]) -> None:
+        self.conn.executemany(_sql.INSERT_JOB, rows)
+
+    def claim(
+        self, names: Iterable[str], limit: int, now: int, owner: str
+    ) -> list[Row]:
+        cursor = self.conn.execute(
+            _sql.CLAIM_DUE,
+            {
+                "names": json.dumps(sorted(names)),
+                "limit": limit,
+                "now": now,
+                "owner": owner,
+            },
+        )
+        rows = cursor.fetchall()
+        rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["seq"]))
+        return rows
+
+    def complete(self, job_id: str, owner: str, attempt: int, now: int) -> bool:
+        params = {"id": job_id, "owner": owner, "attempt": attempt, "now": now}
+        return self.conn.execute(_sql.COMPLETE, params).rowcount == 1
+
+    def fail(self, guard: Mapping[str, Any], outcome: Mapping[str, Any]) -> bool:
+        """Record a failed run: *outcome* has status, run_at, finished_at,
+        error and entry (the JSON of one error record)."""
+        params = {**guard, **outcome}
+        return self.conn.execute(_sql.FAIL, params).rowcount == 1
+
+    def release(self, job_id: str, owner: str, attempt: int) -> bool:
+        params = {"id": job_id, "owner": owner, "attempt": attempt}
+        return self.conn.execute(_sql.RELEASE, params).rowcount == 1
+
+    def retry_dead(self, job_id: str, now: int) -> bool:
+        params = {"id": job_id, "now": now}
+        return self.conn.execute(_sql.RETRY_DEAD, params).rowcount == 1
+
+    def upsert_owner(self, fields: Mapping[str, Any]) -> None:
+        self.conn.execute(_sql.UPSERT_OWNER, fields)
+
+    def delete_owner(self, owner_id: str) -> None:
+        self.conn.execute(_sql.DELETE_OWNER, {"id": owner_id})
+
+    def delete_unused_owners(self, now: int) -> None:
+        self.conn.execute(_sql.DELETE_UNUSED_OWNERS, {"now": now})
+
+    # -- reads -----------------------------------------------------------
+
+    def get(self, job_id: str) -> Row | None:
+        row: Row | None = self.conn.execute(_sql.SELECT_JOB, {"id": job_id}).fetchone()
+        return row
+
+    def dead(self) -> list[Row]:
+        return self.conn.execute(_sql.SELECT_DEAD).fetchall()
+
+    def next_due_time(self, names: Iterable[str]) -> int | None:
+        row = self.conn.execute(
+            _sql.NEXT_DUE_TIME, {"names": json.dumps(sorted(names))}
+        ).fetchone()
+        value: int | None = row[0]
+        return value
+
+    def running_owners(self) -> list[str | None]:
+        return [row[0] for row in self.conn.execute(_sql.SELECT_RUNNING_OWNERS)]
+
+    def running_of_owner(self, owner_id: str | None) -> list[Row]:
+        return self.conn.execute(
+            _sql.SELECT_RUNNING_OF_OWNER, {"owner": owner_id}
+        ).fetchall()
+
+    def owner(self, owner_id: str | None) -> Row | None:
+        row: Row | None = self.conn.execute(
+            _sql.SELECT_OWNER, {"id": owner_id}
+        ).fetchone()
+        return row
+
+    def due_unhandled(self, names: Iterable[str], now: int) -> list[tuple[str, int]]:
+        cursor = self.conn.execute(
+            _sql.COUNT_DUE_UNHANDLED, {"names": json.dumps(sorted(names)), "now": now}
+        )
+        return [(row["name"], row["due"]) for row in cursor]

@@ -1,0 +1,285 @@
+"""Worker actors: each runs one job at a time, handed to it by the scheduler."""
+
+from __future__ import annotations
+
+import json
+import logging
+import traceback
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+import attrs
+import trio
+from trio_util import AsyncValue
+
+from ._clock import WallClock
+from ._context import JobContext, enter_job, leave_job
+from ._handlers import Registry
+from ._job import from_microseconds
+from ._messages import ClaimedJob, Complete, Fail, Release, Reply
+from ._persistence import Persistence
+
+logger = logging.getLogger(__name__)
+
+MAX_ERROR_CHARS = 4_000
+"""Longest error message stored for one failed run; longer ones are cut."""
+
+MAX_TRACEBACK_CHARS = 64_000
+"""Longest traceback stored for one failed run; the middle is cut."""
+
+RELEASE_TIMEOUT = 5.0
+"""Seconds a cancelled worker waits for the release of its job to commit."""
+
+
+def must_propagate(exc: BaseException) -> bool:
+    """Tell whether *exc* stops the queue rather than failing the job.
+
+    Cancellation, ``KeyboardInterrupt``, ``SystemExit`` and
+    ``GeneratorExit`` propagate, also inside an exception group (a handler
+    with its own nursery receives a shutdown as a group of ``Cancelled``).
+    Every other exception fails the run.
+    """
+    if isinstance(exc, BaseExceptionGroup):
+        return any(must_propagate(inner) for inner in exc.exceptions)
+    return isinstance(
+        exc, (trio.Cancelled, KeyboardInterrupt, SystemExit, GeneratorExit)
+    )
+
+
+def _safe_str(exc: BaseException) -> str:
+    try:
+        return str(exc)
+    except Exception as inner:  # noqa: BLE001 - any str() failure is reported
+        return f"<str() of the exception raised {type(inner).__name__}>"
+
+
+def describe_error(exc: BaseException) -> str:
+    """Return ``"Type: message"`` for *exc*, cut to :data:`MAX_ERROR_CHARS`."""
+    text = f"{type(exc).__qualname__}: {_safe_str(exc)}"
+    if len(text) > MAX_ERROR_CHARS:
+        cut = len(text) - MAX_ERROR_CHARS
+        text = f"{text[:MAX_ERROR_CHARS]}... [{cut} more characters cut]"
+    return text
+
+
+def format_traceback(exc: BaseException) -> str:
+    """Return the traceback of *exc*, keeping its start and end if too long."""
+    try:
+        text = "".join(traceback.format_exception(exc))
+    except Exception as inner:  # noqa: BLE001 - a broken __str__ must not lose the run
+        text = f"<traceback could not be formatted: {type(inner).__name__}>"
+    if len(text) <= MAX_TRACEBACK_CHARS:
+        return text
+    half = MAX_TRACEBACK_CHARS // 2
+    cut = len(text) - 2 * half
+    return f"{text[:half]}\n... [{cut} characters cut] ...\n{text[-half:]}"
+
+
+def _seconds(value: float) -> str:
+    return f"{value:g} s"
+
+
+@contextmanager
+def _time_limit(seconds: float | None) -> Iterator[trio.CancelScope]:
+    if seconds is None:
+        with trio.CancelScope() as scope:
+            yield scope
+    else:
+        with trio.fail_after(seconds) as scope:
+            yield scope
+
+
+@attrs.define(eq=False)
+class WorkerPool:
+    """The workers and which of them are idle.
+
+    The scheduler reserves idle workers before it claims jobs, so a claimed
+    job always has a worker whose inbox is empty and never waits in a
+    blocked send, where a shutdown would strand it as running.
+    """
+
+    workers: list[Worker] = attrs.field(factory=list)
+    idle: list[Worker] = attrs.field(factory=list)
+    idle_count: AsyncValue[int] = attrs.field(factory=lambda: AsyncValue(0))
+
+    def add(self, worker: Worker) -> None:
+        self.workers.append(worker)
+        self.mark_idle(worker)
+
+    def mark_idle(self, worker: Worker) -> None:
+        self.idle.append(worker)
+        self.idle_count.value = len(self.idle)
+
+    def reserve_all(self) -> list[Worker]:
+        reserved, self.idle = self.idle, []
+        self.idle_count.value = 0
+        return reserved
+
+    def close_inboxes(self) -> None:
+        for worker in self.workers:
+            worker.close_inbox()
+
+    @property
+    def busy(self) -> int:
+        return len(self.workers) - len(self.idle)
+
+
+@attrs.define(eq=False)
+class Worker:
+    """Runs the jobs sent to its inbox, one at a time."""
+
+    index: int
+    registry: Registry
+    persistence: Persistence
+    clock: WallClock
+    pool: WorkerPool
+    _inbox_send: trio.MemorySendChannel[ClaimedJob] = attrs.field(init=False)
+    _inbox: trio.MemoryReceiveChannel[ClaimedJob] = attrs.field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        self._inbox_send, self._inbox = trio.open_memory_channel(1)
+
+    def assign(self, job: ClaimedJob) -> None:
+        """Hand *job* to this reserved worker.
+
+        Raises:
+            trio.BrokenResourceError: The worker has stopped.
+            trio.ClosedResourceError: The inbox was closed for shutdown.
+        """
+        self._inbox_send.send_nowait(job)
+
+    def close_inbox(self) -> None:
+        self._inbox_send.close()
+
+    async def run(self) -> None:
+        """Run jobs until the inbox is closed and empty, or until cancelled."""
+        try:
+            async for job in self._inbox:
+                await self._run_job(job)
+                self.pool.mark_idle(self)
+        finally:
+            await self._release_unstarted()
+
+    async def _release_unstarted(self) -> None:
+        # Taking what is left and closing the inbox happen with no checkpoint
+        # between them, so a later assign() fails and its caller releases.
+        left = []
+        while True:
+            try:
+                left.append(self._inbox.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        self._inbox.close()
+        for job in left:
+            await release_job(self.persistence, job)
+
+    # -- one run ---------------------------------------------------------
+
+    async def _run_job(self, job: ClaimedJob) -> None:
+        handler = self.registry.get(job.name)
+        start = trio.current_time()
+        token = enter_job(
+            JobContext(
+                id=job.id,
+                name=job.name,
+                attempt=job.attempt,
+                max_retries=job.config.max_retries,
+                started_at=from_microseconds(self.clock.now_us()),
+            )
+        )
+        timeout = job.config.timeout
+        limit = None if timeout is None else timeout.total_seconds()
+        logger.debug(
+            "job %s (%s): attempt %d started",
+            job.id,
+            job.name,
+            job.attempt,
+            extra={"job_id": job.id, "job_name": job.name},
+        )
+        try:
+            payload: Any = json.loads(job.payload)
+            with _time_limit(limit) as scope:
+                if handler is None:
+                    raise LookupError(f"no handler is registered for job {job.name!r}")
+                await handler.call(payload)
+        except BaseException as exc:
+            duration = trio.current_time() - start
+            if must_propagate(exc):
+                await release_job(self.persistence, job)
+                raise
+            if isinstance(exc, trio.TooSlowError) and scope.cancelled_caught:
+                self._fail_timeout(job, duration, limit)
+            else:
+                self._fail(job, duration, exc)
+        else:
+            duration = trio.current_time() - start
+            if limit is not None and duration > limit:
+                logger.warning(
+                    "job %s (%s): ran %s, past its timeout of %s, because a "
+                    "handler in a thread cannot be interrupted; recorded as completed",
+                    job.id,
+                    job.name,
+                    _seconds(duration),
+                    _seconds(limit),
+                    extra={"job_id": job.id, "job_name": job.name},
+                )
+            self.persistence.submit_nowait(Complete(job=job, duration=duration))
+        finally:
+            leave_job(token)
+
+    def _fail(self, job: ClaimedJob, duration: float, exc: BaseException) -> None:
+        self.persistence.submit_nowait(
+            Fail(
+                job=job,
+                duration=duration,
+                error=describe_error(exc),
+                traceback=format_traceback(exc),
+                exception=exc,
+            )
+        )
+
+    def _fail_timeout(
+        self, job: ClaimedJob, duration: float, limit: float | None
+    ) -> None:
+        error = (
+            f"JobTimeout: attempt {job.attempt} timed out after {_seconds(duration)} "
+            f"and was cancelled (timeout is {_seconds(limit or 0)})"
+        )
+        self.persistence.submit_nowait(
+            Fail(job=job, duration=duration, error=error, traceback="", exception=None)
+        )
+
+
+async def release_job(persistence: Persistence, job: ClaimedJob) -> bool:
+    """Put an interrupted job back to pending without using up its attempt.
+
+    Runs shielded with a time limit, because it is called while cancelled.
+    Returns False if the release was not recorded; the job then stays
+    running until the lease of its owner expires and it is recovered.
+    """
+    reply: Reply[bool] = Reply()
+    with trio.move_on_after(RELEASE_TIMEOUT, shield=True):
+        try:
+            await persistence.submit(Release(job=job, reply=reply))
+            return await reply.wait()
+        except (trio.ClosedResourceError, trio.BrokenResourceError):
+            pass
+        except Exception as exc:
+            logger.error(
+                "job %s (%s): could not put it back after its run was cancelled: %s",
+                job.id,
+                job.name,
+                exc,
+                exc_info=exc,
+                extra={"job_id": job.id, "job_name": job.name},
+            )
+            return False
+    logger.error(
+        "job %s (%s): its run was cancelled and putting it back was not "
+        "recorded; it is recovered once the lease of this queue expires",
+        job.id,
+        job.name,
+        extra={"job_id": job.id, "job_name": job.name},
+    )
+    return False

@@ -13,25 +13,31 @@ from ._errors import (
     QueueClosed,
     SchemaTooNew,
 )
+from ._events import EventKind, JobEvent
 from ._job import AttemptError, Job, JobStatus
 from ._pulse import Pulse
+from ._stats import PulseStatistics, QueueSummary
 
 __all__ = [
     "AttemptError",
     "DatabaseError",
+    "EventKind",
     "HandlerError",
     "InvalidJobName",
     "InvalidPayload",
     "Job",
     "JobConfig",
     "JobContext",
+    "JobEvent",
     "JobNotDead",
     "JobNotFound",
     "JobPriority",
     "JobStatus",
     "Pulse",
     "PulseError",
+    "PulseStatistics",
     "QueueClosed",
+    "QueueSummary",
     "SchemaTooNew",
     "current_job",
 ]

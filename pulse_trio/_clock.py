@@ -48,6 +48,11 @@ class WallClock:
         elapsed = trio.current_time() - self._trio0
         return self._wall0 + round(elapsed * 1_000_000)
 
+    def is_mock(self) -> bool:
+        """Tell whether the current trio run uses a MockClock."""
+        self.now_us()
+        return self._mock
+
     def deadline_for(self, at_us: int) -> float:
         """Return the trio deadline of a nap towards wall time *at_us*.
 

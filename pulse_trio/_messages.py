@@ -99,7 +99,7 @@ class Release:
 @attrs.frozen
 class RetryDead:
     job_id: str
-    reply: Reply[None]
+    reply: Reply[tuple[str, str]]
 
 
 @attrs.frozen
@@ -114,13 +114,32 @@ class RecoverOrphans:
     """Put back the running jobs whose owner is dead."""
 
     own_id: str
-    reply: Reply[list[tuple[ClaimedJob, str]]]
+    reply: Reply[list[tuple[ClaimedJob, Any]]]
 
 
 @attrs.frozen
 class RemoveOwner:
     owner_id: str
     reply: Reply[None]
+
+
+@attrs.frozen
+class Purge:
+    """Delete up to *limit* jobs of *status* that finished before *before*."""
+
+    status: str
+    before: int
+    limit: int
+    reply: Reply[int]
+
+
+@attrs.frozen
+class RetryAllDead:
+    """Make up to *limit* dead jobs pending, only those named *name* if set."""
+
+    name: str | None
+    limit: int
+    reply: Reply[list[tuple[str, str]]]
 
 
 Message = (
@@ -133,4 +152,6 @@ Message = (
     | RenewLease
     | RecoverOrphans
     | RemoveOwner
+    | Purge
+    | RetryAllDead
 )

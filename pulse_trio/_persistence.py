@@ -30,10 +30,12 @@ from ._messages import (
     Fail,
     Insert,
     Message,
+    Purge,
     RecoverOrphans,
     Release,
     RemoveOwner,
     RenewLease,
+    RetryAllDead,
     RetryDead,
 )
 from ._owner import owner_is_dead
@@ -54,6 +56,7 @@ class FailOutcome:
 
     status: str
     run_at: int
+    error: str = ""
 
 
 OnCommit = Callable[[Message, Any], None]
@@ -101,6 +104,9 @@ class Persistence:
     _send: trio.MemorySendChannel[Message] = attrs.field(init=False)
     _receive: trio.MemoryReceiveChannel[Message] = attrs.field(init=False)
     running: bool = attrs.field(default=False, init=False)
+    # Requests sent but not yet applied. The channel's buffer cannot tell,
+    # because trio hands a message straight to a waiting receiver.
+    _in_flight: int = attrs.field(default=0, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._send, self._receive = trio.open_memory_channel(math.inf)
@@ -111,13 +117,18 @@ class Persistence:
         """Queue *message* for the actor, or apply it at once when the actor
         is not running (a queue that only enqueues never starts it)."""
         if self.running:
-            self._send.send_nowait(message)
+            self.submit_nowait(message)
         else:
             await self._commit([message])
 
     def submit_nowait(self, message: Message) -> None:
         """Queue *message* for the running actor without waiting."""
         self._send.send_nowait(message)
+        self._in_flight += 1
+
+    def is_idle(self) -> bool:
+        """Tell whether every request sent so far has been applied."""
+        return self._in_flight == 0
 
     def close(self) -> None:
         """Let the actor finish the queued requests, then return."""
@@ -146,26 +157,38 @@ class Persistence:
                             batch.append(self._receive.receive_nowait())
                         except (trio.WouldBlock, trio.EndOfChannel):
                             break
-                    await self._commit(batch)
+                    await self._commit(batch, counted=True)
         finally:
             self.running = False
 
-    async def _commit(self, batch: list[Message]) -> None:
+    async def _commit(self, batch: list[Message], *, counted: bool = False) -> None:
+        """Apply *batch*, retrying while another process holds the lock.
+
+        With *counted*, the batch came through the channel and leaves the
+        in-flight count before anyone is told, so a task woken by a reply
+        already sees the actor idle.
+        """
         deadline = trio.current_time() + BUSY_RETRY_LIMIT
         delay = 0.001
-        while True:
+        outcomes: list[tuple[Message, Any, Exception | None]] | None = None
+        failure: sqlite3.Error | None = None
+        while outcomes is None and failure is None:
             try:
                 outcomes = self._execute(batch)
-                break
             except sqlite3.OperationalError as exc:
                 if not _is_busy(exc) or trio.current_time() > deadline:
-                    self._fail_batch(batch, exc)
-                    return
+                    failure = exc
+                else:
+                    await trio.sleep(delay)
+                    delay = min(delay * 2, 0.05)
             except sqlite3.DatabaseError as exc:
-                self._fail_batch(batch, exc)
-                return
-            await trio.sleep(delay)
-            delay = min(delay * 2, 0.05)
+                failure = exc
+        if counted:
+            self._in_flight -= len(batch)
+        if failure is not None:
+            self._fail_batch(batch, failure)
+            return
+        assert outcomes is not None
         for message, result, error in outcomes:
             self._finish(message, result, error)
 
@@ -246,6 +269,13 @@ class Persistence:
             case RemoveOwner(owner_id=owner_id):
                 self.store.delete_owner(owner_id)
                 return None
+            case Purge(status=status, before=before, limit=limit):
+                return self.store.purge(status, before, limit)
+            case RetryAllDead(name=name, limit=limit):
+                return [
+                    (row["id"], row["name"])
+                    for row in self.store.retry_all_dead(name, now, limit)
+                ]
 
     def _claim(self, message: Claim, now: int) -> list[ClaimedJob]:
         if not message.names or message.limit <= 0:
@@ -262,6 +292,7 @@ class Persistence:
                 "status": outcome.status,
                 "run_at": outcome.run_at,
                 "finished_at": now if outcome.status == "dead" else None,
+                "now": now,
                 "error": message.error,
                 "entry": _error_entry(
                     job.attempt, message.error, message.traceback, now
@@ -270,15 +301,15 @@ class Persistence:
         )
         return outcome if recorded else None
 
-    def _retry_dead(self, job_id: str, now: int) -> None:
-        if self.store.retry_dead(job_id, now):
-            return
+    def _retry_dead(self, job_id: str, now: int) -> tuple[str, str]:
         row = self.store.get(job_id)
         if row is None:
             raise JobNotFound(job_id)
-        raise JobNotDead(job_id, row["status"])
+        if not self.store.retry_dead(job_id, now):
+            raise JobNotDead(job_id, row["status"])
+        return job_id, row["name"]
 
-    def _recover(self, own_id: str, now: int) -> list[tuple[ClaimedJob, str]]:
+    def _recover(self, own_id: str, now: int) -> list[tuple[ClaimedJob, FailOutcome]]:
         """Put back the running jobs of dead owners.
 
         The interrupted run counts as an attempt, so a job that kills its
@@ -294,23 +325,24 @@ class Persistence:
         self.store.delete_unused_owners(now)
         return recovered
 
-    def _recover_job(self, job: ClaimedJob, now: int) -> str:
+    def _recover_job(self, job: ClaimedJob, now: int) -> FailOutcome:
         error = (
             f"WorkerLost: attempt {job.attempt} was interrupted because the "
             "process running it stopped without recording a result"
         )
         outcome = failure_outcome(job.attempt, job.config, now)
-        if outcome.status == "retrying":
-            # The run did not fail on its own, so it is due again at once.
-            outcome = FailOutcome(status="retrying", run_at=now)
+        # The run did not fail on its own, so it is due again at once.
+        run_at = now if outcome.status == "retrying" else outcome.run_at
+        outcome = FailOutcome(status=outcome.status, run_at=run_at, error=error)
         self.store.fail(
             job.guard,
             {
                 "status": outcome.status,
                 "run_at": outcome.run_at,
                 "finished_at": now if outcome.status == "dead" else None,
+                "now": now,
                 "error": error,
                 "entry": _error_entry(job.attempt, error, "", now),
             },
         )
-        return outcome.status
+        return outcome

@@ -7,25 +7,44 @@ import json
 import logging
 import os
 import uuid
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
+from functools import partial
+from operator import ne
 from types import TracebackType
 from typing import Any, TypeVar, final
 
 import trio
-from trio_util import AsyncValue
 
 from ._clock import WallClock
-from ._config import JobConfig, to_duration, to_microseconds
+from ._config import JobConfig, JobPriority, to_duration, to_microseconds
 from ._errors import InvalidPayload, JobNotFound, PulseError, QueueClosed
+from ._events import Listener, Listeners
 from ._handlers import HandlerFunction, Registry, check_job_name
-from ._job import Job, job_from_row, to_epoch_microseconds
-from ._messages import Insert, RecoverOrphans, RemoveOwner, RenewLease, Reply, RetryDead
+from ._job import (
+    FINISHED_STATUSES,
+    Job,
+    JobStatus,
+    from_microseconds,
+    job_from_row,
+    to_epoch_microseconds,
+)
+from ._messages import (
+    Insert,
+    Purge,
+    RecoverOrphans,
+    RemoveOwner,
+    RenewLease,
+    Reply,
+    RetryAllDead,
+    RetryDead,
+)
 from ._owner import Owner
 from ._persistence import Persistence
 from ._report import Reporter
 from ._scheduler import Scheduler
+from ._stats import PulseStatistics, QueueSummary
 from ._store import Store, Synchronous
 from ._worker import Worker, WorkerPool
 
@@ -41,6 +60,19 @@ DEFAULT_LEASE = timedelta(seconds=30)
 
 INSERT_CHUNK = 1000
 """Rows per insert request in :meth:`Pulse.enqueue_many`."""
+
+DEFAULT_KEEP_COMPLETED = timedelta(days=1)
+"""How long completed jobs are kept by default."""
+
+PRUNE_INTERVAL = 60.0
+"""Seconds between two passes of the task that deletes old completed jobs."""
+
+PRUNE_CHUNK = 500
+"""Rows deleted per transaction by purges and the retention task."""
+
+WAIT_POLL = 0.05
+"""Seconds between checks of a file database for changes by other
+processes while :meth:`Pulse.wait` waits."""
 
 OWNER_WRITE_TIMEOUT = 5.0
 """Seconds a stopping queue waits for its owner record to be removed."""
@@ -71,6 +103,7 @@ class Pulse:
         workers: int | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         lease: timedelta | float = DEFAULT_LEASE,
+        keep_completed: timedelta | float | None = DEFAULT_KEEP_COMPLETED,
     ) -> None:
         """Wrap an open store; use :meth:`new` or :meth:`in_memory` instead."""
         self._store = store
@@ -81,8 +114,10 @@ class Pulse:
         self._lease = to_duration(lease, name="lease")
         if not self._lease:
             raise ValueError("lease must be positive")
-        self._wakeups: AsyncValue[int] = AsyncValue(0)
-        self._reporter = Reporter(self._wakeups)
+        self._keep_completed = _check_retention(keep_completed)
+        self._listeners = Listeners()
+        self._reporter = Reporter(self._clock, self._listeners)
+        self._wakeups = self._reporter.wakeups
         self._persistence = Persistence(store, self._clock, self._reporter)
         self._state = _State.IDLE
         self._stop_requested = trio.Event()
@@ -104,6 +139,7 @@ class Pulse:
         synchronous: Synchronous = "NORMAL",
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         lease: timedelta | float = DEFAULT_LEASE,
+        keep_completed: timedelta | float | None = DEFAULT_KEEP_COMPLETED,
     ) -> Pulse:
         """Open the queue in the SQLite file at *path*, creating it if missing.
 
@@ -115,6 +151,9 @@ class Pulse:
             max_payload_bytes: Largest encoded payload that enqueue accepts.
             lease: How long the jobs of a running queue stay claimed without
                 renewal, after its process dies, before another takes them.
+            keep_completed: How long completed jobs are kept before a
+                running queue deletes them; ``None`` keeps them forever.
+                Dead jobs are kept until retried or purged.
 
         Raises:
             DatabaseError: The file cannot be opened or is not a pulse-trio
@@ -124,7 +163,11 @@ class Pulse:
         store = Store.open_file(path, synchronous)
         try:
             return cls(
-                store, workers=workers, max_payload_bytes=max_payload_bytes, lease=lease
+                store,
+                workers=workers,
+                max_payload_bytes=max_payload_bytes,
+                lease=lease,
+                keep_completed=keep_completed,
             )
         except BaseException:
             store.close()
@@ -324,9 +367,192 @@ class Pulse:
             JobNotDead: The job is not dead.
         """
         self._check_open()
-        reply: Reply[None] = Reply()
+        reply: Reply[tuple[str, str]] = Reply()
         await self._persistence.submit(RetryDead(job_id=job_id, reply=reply))
         await reply.wait()
+
+    async def retry_all_dead(self, name: str | None = None) -> int:
+        """Make every dead job pending now, or only those named *name*.
+
+        Returns:
+            How many jobs were retried.
+        """
+        self._check_open()
+        retried = 0
+        while True:
+            reply: Reply[list[tuple[str, str]]] = Reply()
+            await self._persistence.submit(
+                RetryAllDead(name=name, limit=PRUNE_CHUNK, reply=reply)
+            )
+            chunk = await reply.wait()
+            retried += len(chunk)
+            if len(chunk) < PRUNE_CHUNK:
+                return retried
+
+    async def list_jobs(
+        self,
+        status: JobStatus | None = None,
+        name: str | None = None,
+        limit: int = 100,
+    ) -> list[Job]:
+        """Return up to *limit* jobs, the newest first.
+
+        Args:
+            status: Only jobs that :meth:`status` would report with it.
+            name: Only jobs of this name.
+            limit: The number of jobs returned at most.
+        """
+        if status is not None and not isinstance(status, JobStatus):
+            raise TypeError(f"status must be a JobStatus or None, not {status!r}")
+        if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
+            raise ValueError(f"limit must be a positive int, got {limit!r}")
+        now = self._clock.now_us()
+        rows = self._store.list_jobs(
+            None if status is None else status.value, name, limit, now
+        )
+        return [job_from_row(row, now) for row in rows]
+
+    async def purge(self, status: JobStatus, older_than: timedelta | float = 0) -> int:
+        """Delete completed or dead jobs that finished over *older_than* ago.
+
+        Deletes in chunks, one transaction each, so a large purge neither
+        holds the write lock nor blocks the event loop for long.
+
+        Returns:
+            How many jobs were deleted.
+
+        Raises:
+            ValueError: *status* is not COMPLETED or DEAD.
+        """
+        if status not in FINISHED_STATUSES:
+            raise ValueError(
+                f"purge() deletes only completed or dead jobs, not {status!r}; "
+                "pass JobStatus.COMPLETED or JobStatus.DEAD"
+            )
+        age = to_microseconds(to_duration(older_than, name="older_than"))
+        return await self._purge(status.value, self._clock.now_us() - age)
+
+    async def _purge(self, status: str, before: int) -> int:
+        deleted = 0
+        while True:
+            reply: Reply[int] = Reply()
+            await self._persistence.submit(
+                Purge(status=status, before=before, limit=PRUNE_CHUNK, reply=reply)
+            )
+            chunk = await reply.wait()
+            deleted += chunk
+            if chunk < PRUNE_CHUNK:
+                return deleted
+            await trio.lowlevel.checkpoint()
+
+    async def wait(self, job_id: str) -> Job:
+        """Wait until the job *job_id* is completed or dead, and return it.
+
+        Raises:
+            JobNotFound: No such job.
+        """
+        changes = self._reporter.changes
+        # Another process may finish the job, so a file database is also
+        # checked now and then; under a MockClock that check is skipped.
+        poll = self._store.description != ":memory:" and not self._clock.is_mock()
+        while True:
+            generation = changes.value
+            job = await self.status(job_id)
+            if job.status in FINISHED_STATUSES:
+                return job
+            with trio.move_on_after(WAIT_POLL if poll else float("inf")):
+                await changes.wait_value(partial(ne, generation))
+
+    async def drain(self, *, include_scheduled: bool = False) -> None:
+        """Wait until no job is due or running, then return.
+
+        Only jobs whose names have handlers here count. The queue must be
+        running. With *include_scheduled*, also wait for jobs that are not
+        yet due (scheduled, or retrying after a backoff); under a
+        :class:`trio.testing.MockClock` with autojump, the clock then jumps
+        ahead to each of them.
+
+        Raises:
+            PulseError: The queue is not running.
+        """
+        changes = self._reporter.changes
+        while True:
+            if self._state is not _State.RUNNING or self._pool is None:
+                raise PulseError(
+                    "drain() needs a running queue; start it with "
+                    "nursery.start(pulse.run) or 'async with pulse:' first"
+                )
+            generation = changes.value
+            if self._is_drained(include_scheduled):
+                return
+            await changes.wait_value(partial(ne, generation))
+
+    def _is_drained(self, include_scheduled: bool) -> bool:
+        assert self._pool is not None
+        if self._pool.busy or not self._persistence.is_idle():
+            return False
+        names = self._registry.names()
+        next_due = self._store.next_due_time(names)
+        if next_due is None:
+            return True
+        return not include_scheduled and next_due > self._clock.now_us()
+
+    # -- events and statistics -------------------------------------------
+
+    def add_listener(self, callback: Listener) -> Callable[[], None]:
+        """Call *callback* with a :class:`JobEvent` for each job event.
+
+        Callbacks run on the event loop after the change they report has
+        committed, and must return quickly; one that raises is logged and
+        kept. Returns a function that removes the listener.
+        """
+        return self._listeners.add(callback)
+
+    def statistics(self) -> PulseStatistics:
+        """Return worker counts, job counts and totals since this queue opened."""
+        now = self._clock.now_us()
+        waiting = self._store.count_waiting(now)
+        finished = self._store.count_finished()
+        busy = 0 if self._pool is None else self._pool.busy
+        due = sum(jobs for (_, is_due), jobs in waiting.items() if is_due)
+        return PulseStatistics(
+            workers=self._workers,
+            workers_busy=busy,
+            workers_idle=(self._workers - busy) if self._pool is not None else 0,
+            jobs_pending=due,
+            jobs_scheduled=waiting.get(("scheduled", False), 0),
+            jobs_running=self._store.count_running(),
+            jobs_retrying=waiting.get(("retrying", False), 0),
+            jobs_dead=finished.get("dead", 0),
+            completed_since_start=self._reporter.completed,
+            failed_since_start=self._reporter.failed,
+        )
+
+    async def summary(self) -> QueueSummary:
+        """Return counts over the whole database, for monitoring."""
+        now = self._clock.now_us()
+        stats = self.statistics()
+        finished = self._store.count_finished()
+        by_status = {
+            JobStatus.PENDING: stats.jobs_pending,
+            JobStatus.SCHEDULED: stats.jobs_scheduled,
+            JobStatus.RUNNING: stats.jobs_running,
+            JobStatus.RETRYING: stats.jobs_retrying,
+            JobStatus.COMPLETED: finished.get("completed", 0),
+            JobStatus.DEAD: finished.get("dead", 0),
+        }
+        per_priority = self._store.count_waiting_by_priority()
+        oldest = self._store.oldest_due(now)
+        minute, hour = now - 60_000_000, now - 3_600_000_000
+        return QueueSummary(
+            by_status=by_status,
+            waiting_by_priority={p: per_priority.get(int(p), 0) for p in JobPriority},
+            oldest_due_at=None if oldest is None else from_microseconds(oldest),
+            completed_last_minute=self._store.count_completed_since(minute),
+            completed_last_hour=self._store.count_completed_since(hour),
+            failed_last_minute=self._store.count_failed_since(minute),
+            failed_last_hour=self._store.count_failed_since(hour),
+        )
 
     # -- running ---------------------------------------------------------
 
@@ -365,10 +591,17 @@ class Pulse:
         await self._recover_orphans(owner)
         if not self._registry.names():
             logger.warning("run() started with no handlers registered; no job will run")
-        pool = self._pool = WorkerPool()
+        pool = self._pool = WorkerPool(self._reporter.changes)
         for index in range(self._workers):
             pool.add(
-                Worker(index, self._registry, self._persistence, self._clock, pool)
+                Worker(
+                    index,
+                    self._registry,
+                    self._persistence,
+                    self._reporter,
+                    self._clock,
+                    pool,
+                )
             )
         scheduler = Scheduler(
             self._store,
@@ -378,9 +611,12 @@ class Pulse:
             self._clock,
             owner.id,
             self._wakeups,
+            watch_other_processes=self._store.description != ":memory:",
         )
         async with trio.open_nursery() as lease_nursery:
             lease_nursery.start_soon(self._keep_lease, owner)
+            if self._keep_completed is not None:
+                lease_nursery.start_soon(self._prune_completed, self._keep_completed)
             async with trio.open_nursery() as crew:
                 self._crew_scope = crew.cancel_scope
                 for worker in pool.workers:
@@ -505,6 +741,23 @@ class Pulse:
                     "renewing the lease of this queue failed: %s", exc, exc_info=exc
                 )
 
+    async def _prune_completed(self, keep: timedelta) -> None:
+        """Delete completed jobs older than *keep*, once a minute."""
+        while True:
+            before = self._clock.now_us() - to_microseconds(keep)
+            try:
+                deleted = await self._purge("completed", before)
+            except PulseError as exc:
+                logger.error(
+                    "deleting old completed jobs failed: %s", exc, exc_info=exc
+                )
+            else:
+                if deleted:
+                    logger.info(
+                        "deleted %d completed jobs older than %s", deleted, keep
+                    )
+            await trio.sleep(PRUNE_INTERVAL)
+
     async def _remove_owner(self, owner: Owner) -> None:
         reply: Reply[None] = Reply()
         with trio.move_on_after(OWNER_WRITE_TIMEOUT, shield=True):
@@ -576,6 +829,12 @@ def _check_config(config: object) -> JobConfig:
             f"config must be a JobConfig, not {type(config).__name__} ({config!r})"
         )
     return config
+
+
+def _check_retention(keep: timedelta | float | None) -> timedelta | None:
+    if keep is None:
+        return None
+    return to_duration(keep, name="keep_completed")
 
 
 def _check_workers(workers: object) -> int:

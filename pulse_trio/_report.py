@@ -1,25 +1,31 @@
-"""What happens after a batch commits: log records and scheduler wake-ups.
+"""What happens after a batch commits: log records, events and wake-ups.
 
 Nothing here runs before the change it reports is on disk, so a log line
-that says a job completed is never followed by a rerun of the same attempt.
+or event that says a job completed is never followed by a rerun of the
+same attempt.
 """
 
 from __future__ import annotations
 
 import logging
+from datetime import datetime
 from typing import Any
 
 import attrs
 from trio_util import AsyncValue
 
+from ._clock import WallClock
+from ._events import EventKind, JobEvent, Listeners
 from ._job import from_microseconds
 from ._messages import (
+    ClaimedJob,
     Complete,
     Fail,
     Insert,
     Message,
     RecoverOrphans,
     Release,
+    RetryAllDead,
     RetryDead,
 )
 
@@ -32,9 +38,17 @@ def _extra(job_id: str, name: str) -> dict[str, str]:
 
 @attrs.define(eq=False)
 class Reporter:
-    """Logs committed changes and wakes the scheduler when work may be due."""
+    """Logs committed changes, sends events and wakes waiting tasks.
 
-    wakeups: AsyncValue[int]
+    ``wakeups`` wakes the scheduler when a job may have become due;
+    ``changes`` wakes :meth:`Pulse.wait` and :meth:`Pulse.drain` after any
+    change of a job's state.
+    """
+
+    clock: WallClock
+    listeners: Listeners
+    wakeups: AsyncValue[int] = attrs.field(factory=lambda: AsyncValue(0))
+    changes: AsyncValue[int] = attrs.field(factory=lambda: AsyncValue(0))
     completed: int = 0
     failed: int = 0
 
@@ -58,31 +72,50 @@ class Reporter:
                 self._failed(message, result)
                 self.wake()
             case Release(job=job) if result:
-                logger.info(
-                    "job %s (%s): attempt %d cancelled by shutdown; pending "
-                    "again, attempt not counted",
-                    job.id,
-                    job.name,
-                    job.attempt,
-                    extra=_extra(job.id, job.name),
-                )
+                self._cancelled(job)
                 self.wake()
-            case RetryDead(job_id=job_id):
-                logger.info(
-                    "job %s: dead job retried; pending again",
-                    job_id,
-                    extra={"job_id": job_id},
-                )
-                self.wake()
+            case RetryDead():
+                self._retried([result])
+            case RetryAllDead():
+                self._retried(result)
             case RecoverOrphans():
                 self._recovered(result)
             case _:
-                pass
+                return
+        self.changes.value += 1
+
+    def started(self, job: ClaimedJob) -> None:
+        """Report that a worker started a run of *job*."""
+        logger.debug(
+            "job %s (%s): attempt %d started",
+            job.id,
+            job.name,
+            job.attempt,
+            extra=_extra(job.id, job.name),
+        )
+        self._emit(EventKind.STARTED, job.id, job.name, job.attempt)
+
+    def _now(self) -> datetime:
+        return from_microseconds(self.clock.now_us())
+
+    def _emit(
+        self, kind: EventKind, job_id: str, name: str, attempt: int, **fields: Any
+    ) -> None:
+        self.listeners.emit(
+            JobEvent(
+                kind=kind,
+                job_id=job_id,
+                name=name,
+                attempt=attempt,
+                at=self._now(),
+                **fields,
+            )
+        )
 
     def _completed(self, message: Complete, recorded: bool) -> None:
         job = message.job
         if not recorded:
-            self._stale(message.job.id, job.name, "completion")
+            self._stale(job, "completion")
             return
         self.completed += 1
         logger.info(
@@ -93,11 +126,18 @@ class Reporter:
             job.attempt,
             extra=_extra(job.id, job.name),
         )
+        self._emit(
+            EventKind.COMPLETED,
+            job.id,
+            job.name,
+            job.attempt,
+            duration=message.duration,
+        )
 
     def _failed(self, message: Fail, outcome: Any) -> None:
         job = message.job
         if outcome is None:
-            self._stale(job.id, job.name, "failure")
+            self._stale(job, "failure")
             return
         self.failed += 1
         exc = message.exception
@@ -112,38 +152,83 @@ class Reporter:
                 exc_info=exc_info,
                 extra=_extra(job.id, job.name),
             )
-            return
-        logger.warning(
-            "job %s (%s): attempt %d failed; retry at %s: %s",
-            job.id,
-            job.name,
-            job.attempt,
-            from_microseconds(outcome.run_at).isoformat(),
-            message.error,
-            exc_info=exc_info,
-            extra=_extra(job.id, job.name),
-        )
-
-    def _recovered(self, recovered: list[Any]) -> None:
-        for job, status in recovered:
-            log = logger.error if status == "dead" else logger.warning
-            log(
-                "job %s (%s): its owner died during attempt %d; %s",
+            kind, next_run_at = EventKind.DEAD, None
+        else:
+            next_run_at = from_microseconds(outcome.run_at)
+            logger.warning(
+                "job %s (%s): attempt %d failed; retry at %s: %s",
                 job.id,
                 job.name,
                 job.attempt,
-                "no retries left, job is dead" if status == "dead" else "due again",
+                next_run_at.isoformat(),
+                message.error,
+                exc_info=exc_info,
                 extra=_extra(job.id, job.name),
+            )
+            kind = EventKind.FAILED
+        self._emit(
+            kind,
+            job.id,
+            job.name,
+            job.attempt,
+            duration=message.duration,
+            error=message.error,
+            next_run_at=next_run_at,
+        )
+
+    def _cancelled(self, job: ClaimedJob) -> None:
+        logger.info(
+            "job %s (%s): attempt %d cancelled by shutdown; pending again, "
+            "attempt not counted",
+            job.id,
+            job.name,
+            job.attempt,
+            extra=_extra(job.id, job.name),
+        )
+        self._emit(EventKind.CANCELLED, job.id, job.name, job.attempt)
+
+    def _retried(self, jobs: list[tuple[str, str]]) -> None:
+        for job_id, name in jobs:
+            logger.info(
+                "job %s (%s): dead job retried; pending again",
+                job_id,
+                name,
+                extra=_extra(job_id, name),
+            )
+            self._emit(EventKind.RETRIED, job_id, name, 0)
+        if jobs:
+            self.wake()
+
+    def _recovered(self, recovered: list[tuple[ClaimedJob, Any]]) -> None:
+        for job, outcome in recovered:
+            dead = outcome.status == "dead"
+            log = logger.error if dead else logger.warning
+            log(
+                "job %s (%s): the process running attempt %d died; %s",
+                job.id,
+                job.name,
+                job.attempt,
+                "no retries left, job is dead" if dead else "due again",
+                extra=_extra(job.id, job.name),
+            )
+            self._emit(
+                EventKind.RECOVERED,
+                job.id,
+                job.name,
+                job.attempt,
+                error=outcome.error,
+                next_run_at=None if dead else from_microseconds(outcome.run_at),
             )
         if recovered:
             self.wake()
 
-    def _stale(self, job_id: str, name: str, what: str) -> None:
+    def _stale(self, job: ClaimedJob, what: str) -> None:
         logger.warning(
-            "job %s (%s): %s not recorded because this run no longer owns the "
-            "job (its lease expired and another run took it over)",
-            job_id,
-            name,
+            "job %s (%s): %s of attempt %d not recorded because this run no "
+            "longer owns the job (its lease expired and another run took it)",
+            job.id,
+            job.name,
             what,
-            extra=_extra(job_id, name),
+            job.attempt,
+            extra=_extra(job.id, job.name),
         )

@@ -25,6 +25,13 @@ UNHANDLED_WARNING_INTERVAL = 300.0
 CLAIM_ERROR_PAUSE = 1.0
 """Seconds to wait after a failed claim before the next one."""
 
+DATA_VERSION_POLL = 0.01
+"""Seconds between two checks for commits by other processes while idle.
+
+A check is one ``PRAGMA data_version``, a few microseconds, so a job
+enqueued by another process starts within about this time.
+"""
+
 
 @attrs.define(eq=False)
 class Scheduler:
@@ -42,6 +49,7 @@ class Scheduler:
     clock: WallClock
     owner_id: str
     wakeups: AsyncValue[int]
+    watch_other_processes: bool
     _next_unhandled_check: float = attrs.field(default=-math.inf, init=False)
 
     async def run(self) -> None:
@@ -98,8 +106,23 @@ class Scheduler:
         else:
             deadline = self.clock.deadline_for(next_due)
         self._warn_unhandled(names)
-        with trio.move_on_at(deadline):
-            await self.wakeups.wait_value(lambda value: value != generation)
+        if not self.watch_other_processes or self.clock.is_mock():
+            with trio.move_on_at(deadline):
+                await self.wakeups.wait_value(lambda value: value != generation)
+            return
+        await self._nap_watching(generation, deadline)
+
+    async def _nap_watching(self, generation: int, deadline: float) -> None:
+        """Nap as :meth:`_nap` does, and also wake when another connection
+        commits to the database, which ``PRAGMA data_version`` reveals."""
+        version = self.store.data_version()
+        while trio.current_time() < deadline:
+            poll_at = min(deadline, trio.current_time() + DATA_VERSION_POLL)
+            with trio.move_on_at(poll_at):
+                await self.wakeups.wait_value(lambda value: value != generation)
+                return
+            if self.store.data_version() != version:
+                return
 
     def _warn_unhandled(self, names: frozenset[str]) -> None:
         """Log due jobs that no handler in this process can run.

@@ -13,7 +13,7 @@ WHERE {WAITING}
 """
 
 CREATE_NEXT_INDEX = f"""
-CREATE INDEX pulse_jobs_next ON pulse_jobs (run_at) WHERE {WAITING}
+CREATE INDEX pulse_jobs_next ON pulse_jobs (run_at, status) WHERE {WAITING}
 """
 
 CREATE_RUNNING_INDEX = """
@@ -23,6 +23,11 @@ CREATE INDEX pulse_jobs_running ON pulse_jobs (owner) WHERE status = 'running'
 CREATE_FINISHED_INDEX = """
 CREATE INDEX pulse_jobs_finished ON pulse_jobs (status, finished_at)
 WHERE status IN ('completed', 'dead')
+"""
+
+CREATE_FAILED_INDEX = """
+CREATE INDEX pulse_jobs_failed ON pulse_jobs (last_failed_at)
+WHERE last_failed_at IS NOT NULL
 """
 
 INSERT_JOB = """
@@ -69,7 +74,7 @@ WHERE {RUN_GUARD}
 FAIL = f"""
 UPDATE pulse_jobs
 SET status = :status, run_at = :run_at, finished_at = :finished_at,
-    last_error = :error, owner = NULL,
+    last_error = :error, last_failed_at = :now, owner = NULL,
     errors = json_insert(errors, '$[#]', json(:entry))
 WHERE {RUN_GUARD}
 """
@@ -124,4 +129,75 @@ DELETE FROM pulse_owners
 WHERE lease_until < :now AND id NOT IN (
     SELECT owner FROM pulse_jobs WHERE status = 'running' AND owner IS NOT NULL
 )
+"""
+
+# -- statistics and listings ---------------------------------------------
+
+COUNT_WAITING = f"""
+SELECT status, run_at <= :now AS due, count(*) AS jobs FROM pulse_jobs
+WHERE {WAITING} GROUP BY status, due
+"""
+
+COUNT_WAITING_BY_PRIORITY = f"""
+SELECT priority, count(*) AS jobs FROM pulse_jobs
+WHERE {WAITING} GROUP BY priority
+"""
+
+COUNT_RUNNING = "SELECT count(*) FROM pulse_jobs WHERE status = 'running'"
+
+COUNT_FINISHED = """
+SELECT status, count(*) AS jobs FROM pulse_jobs
+WHERE status IN ('completed', 'dead') GROUP BY status
+"""
+
+COUNT_COMPLETED_SINCE = """
+SELECT count(*) FROM pulse_jobs
+WHERE status = 'completed' AND finished_at >= :since
+"""
+
+COUNT_FAILED_SINCE = """
+SELECT count(*) FROM pulse_jobs
+WHERE last_failed_at IS NOT NULL AND last_failed_at >= :since
+"""
+
+OLDEST_DUE = f"""
+SELECT min(run_at) FROM pulse_jobs WHERE {WAITING} AND run_at <= :now
+"""
+
+# The status filters of list_jobs(), by reported status.
+LIST_FILTERS = {
+    "pending": f"{WAITING} AND run_at <= :now",
+    "scheduled": "status = 'scheduled' AND run_at > :now",
+    "retrying": "status = 'retrying' AND run_at > :now",
+    "running": "status = 'running'",
+    "completed": "status = 'completed'",
+    "dead": "status = 'dead'",
+}
+
+LIST_JOBS = """
+SELECT * FROM pulse_jobs
+WHERE ({status_filter}) AND (:name IS NULL OR name = :name)
+ORDER BY seq DESC LIMIT :limit
+"""
+
+# Purges and bulk retries work in chunks of :limit rows per transaction,
+# so a large one never holds the write lock or the event loop for long.
+PURGE_FINISHED = """
+DELETE FROM pulse_jobs WHERE seq IN (
+    SELECT seq FROM pulse_jobs
+    WHERE status = :status AND finished_at < :before
+    ORDER BY finished_at LIMIT :limit
+)
+"""
+
+RETRY_ALL_DEAD = """
+UPDATE pulse_jobs
+SET status = 'pending', attempts = 0, run_at = :now, started_at = NULL,
+    finished_at = NULL
+WHERE seq IN (
+    SELECT seq FROM pulse_jobs
+    WHERE status = 'dead' AND (:name IS NULL OR name = :name)
+    ORDER BY finished_at LIMIT :limit
+)
+RETURNING id, name
 """

@@ -55,6 +55,7 @@ def _create_schema(db: sqlite_utils.Database) -> None:
             "last_error": str,
             "errors": str,
             "owner": str,
+            "last_failed_at": int,
         },
         pk="seq",
         not_null={
@@ -79,6 +80,7 @@ def _create_schema(db: sqlite_utils.Database) -> None:
         _sql.CREATE_NEXT_INDEX,
         _sql.CREATE_RUNNING_INDEX,
         _sql.CREATE_FINISHED_INDEX,
+        _sql.CREATE_FAILED_INDEX,
     ):
         db.execute(statement)
     db.table("pulse_owners").create(
@@ -258,6 +260,14 @@ class Store:
         params = {"id": job_id, "now": now}
         return self.conn.execute(_sql.RETRY_DEAD, params).rowcount == 1
 
+    def purge(self, status: str, before: int, limit: int) -> int:
+        params = {"status": status, "before": before, "limit": limit}
+        return self.conn.execute(_sql.PURGE_FINISHED, params).rowcount
+
+    def retry_all_dead(self, name: str | None, now: int, limit: int) -> list[Row]:
+        params = {"name": name, "now": now, "limit": limit}
+        return self.conn.execute(_sql.RETRY_ALL_DEAD, params).fetchall()
+
     def upsert_owner(self, fields: Mapping[str, Any]) -> None:
         self.conn.execute(_sql.UPSERT_OWNER, fields)
 
@@ -268,6 +278,51 @@ class Store:
         self.conn.execute(_sql.DELETE_UNUSED_OWNERS, {"now": now})
 
     # -- reads -----------------------------------------------------------
+
+    def count_waiting(self, now: int) -> dict[tuple[str, bool], int]:
+        cursor = self.conn.execute(_sql.COUNT_WAITING, {"now": now})
+        return {(row["status"], bool(row["due"])): row["jobs"] for row in cursor}
+
+    def count_waiting_by_priority(self) -> dict[int, int]:
+        cursor = self.conn.execute(_sql.COUNT_WAITING_BY_PRIORITY)
+        return {row["priority"]: row["jobs"] for row in cursor}
+
+    def count_running(self) -> int:
+        value: int = self.conn.execute(_sql.COUNT_RUNNING).fetchone()[0]
+        return value
+
+    def count_finished(self) -> dict[str, int]:
+        cursor = self.conn.execute(_sql.COUNT_FINISHED)
+        return {row["status"]: row["jobs"] for row in cursor}
+
+    def count_completed_since(self, since: int) -> int:
+        row = self.conn.execute(_sql.COUNT_COMPLETED_SINCE, {"since": since}).fetchone()
+        value: int = row[0]
+        return value
+
+    def count_failed_since(self, since: int) -> int:
+        row = self.conn.execute(_sql.COUNT_FAILED_SINCE, {"since": since}).fetchone()
+        value: int = row[0]
+        return value
+
+    def oldest_due(self, now: int) -> int | None:
+        value: int | None = self.conn.execute(_sql.OLDEST_DUE, {"now": now}).fetchone()[
+            0
+        ]
+        return value
+
+    def list_jobs(
+        self, status: str | None, name: str | None, limit: int, now: int
+    ) -> list[Row]:
+        status_filter = "1" if status is None else _sql.LIST_FILTERS[status]
+        query = _sql.LIST_JOBS.format(status_filter=status_filter)
+        params = {"name": name, "limit": limit, "now": now}
+        return self.conn.execute(query, params).fetchall()
+
+    def data_version(self) -> int:
+        """Return a number that changes when another connection commits."""
+        value: int = self.conn.execute("PRAGMA data_version").fetchone()[0]
+        return value
 
     def get(self, job_id: str) -> Row | None:
         row: Row | None = self.conn.execute(_sql.SELECT_JOB, {"id": job_id}).fetchone()

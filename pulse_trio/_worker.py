@@ -19,6 +19,7 @@ from ._handlers import Registry
 from ._job import from_microseconds
 from ._messages import ClaimedJob, Complete, Fail, Release, Reply
 from ._persistence import Persistence
+from ._report import Reporter
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +100,8 @@ class WorkerPool:
     blocked send, where a shutdown would strand it as running.
     """
 
+    changes: AsyncValue[int]
+    """Counter raised whenever a worker becomes idle."""
     workers: list[Worker] = attrs.field(factory=list)
     idle: list[Worker] = attrs.field(factory=list)
     idle_count: AsyncValue[int] = attrs.field(factory=lambda: AsyncValue(0))
@@ -110,6 +113,7 @@ class WorkerPool:
     def mark_idle(self, worker: Worker) -> None:
         self.idle.append(worker)
         self.idle_count.value = len(self.idle)
+        self.changes.value += 1
 
     def reserve_all(self) -> list[Worker]:
         reserved, self.idle = self.idle, []
@@ -132,6 +136,7 @@ class Worker:
     index: int
     registry: Registry
     persistence: Persistence
+    reporter: Reporter
     clock: WallClock
     pool: WorkerPool
     _inbox_send: trio.MemorySendChannel[ClaimedJob] = attrs.field(init=False)
@@ -190,13 +195,7 @@ class Worker:
         )
         timeout = job.config.timeout
         limit = None if timeout is None else timeout.total_seconds()
-        logger.debug(
-            "job %s (%s): attempt %d started",
-            job.id,
-            job.name,
-            job.attempt,
-            extra={"job_id": job.id, "job_name": job.name},
-        )
+        self.reporter.started(job)
         try:
             payload: Any = json.loads(job.payload)
             with _time_limit(limit) as scope:

@@ -1,0 +1,98 @@
+"""Job events: what an application can count and time without parsing logs."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+import attrs
+
+logger = logging.getLogger(__name__)
+
+
+class EventKind(enum.Enum):
+    """What happened to a job."""
+
+    STARTED = "started"
+    """A worker started a run."""
+    COMPLETED = "completed"
+    """A run returned and the job is completed."""
+    FAILED = "failed"
+    """A run failed and the job will be retried after its backoff."""
+    DEAD = "dead"
+    """A run failed with no retries left; the job is dead."""
+    RETRIED = "retried"
+    """A dead job was made pending again by :meth:`Pulse.retry`."""
+    CANCELLED = "cancelled"
+    """A shutdown cancelled a run; the job is pending, attempt not counted."""
+    RECOVERED = "recovered"
+    """The process running the job died; the job is due again or dead."""
+
+
+@attrs.frozen
+class JobEvent:
+    """One event in the life of a job, sent to listeners after it commits.
+
+    :attr:`EventKind.STARTED` is the exception: it is sent when the worker
+    starts the run, after the claim that started it has committed.
+    """
+
+    kind: EventKind
+    """What happened."""
+    job_id: str
+    """Id of the job."""
+    name: str
+    """Name of the job."""
+    attempt: int
+    """Number of the run concerned, counting from 1."""
+    at: datetime
+    """When it happened (UTC)."""
+    duration: float | None = None
+    """Seconds the run took, for events that end a run."""
+    error: str | None = None
+    """Error of the failed run, for FAILED, DEAD and RECOVERED."""
+    next_run_at: datetime | None = None
+    """When the job is due again, for FAILED and RECOVERED."""
+
+
+Listener = Callable[[JobEvent], object]
+
+
+@attrs.define(eq=False)
+class Listeners:
+    """The callbacks registered with :meth:`Pulse.add_listener`."""
+
+    _callbacks: list[Listener] = attrs.field(factory=list)
+
+    def add(self, callback: Listener) -> Callable[[], None]:
+        if not callable(callback):
+            raise TypeError(
+                f"listener must be callable, not {type(callback).__name__} "
+                f"({callback!r})"
+            )
+        self._callbacks.append(callback)
+
+        def remove() -> None:
+            if callback in self._callbacks:
+                self._callbacks.remove(callback)
+
+        return remove
+
+    def emit(self, event: JobEvent) -> None:
+        """Call every listener; an error in one is logged, not raised."""
+        for callback in list(self._callbacks):
+            try:
+                callback(event)
+            except Exception as exc:
+                logger.error(
+                    "job %s (%s): listener %r failed on event %s: %s",
+                    event.job_id,
+                    event.name,
+                    callback,
+                    event.kind.value,
+                    exc,
+                    exc_info=exc,
+                    extra={"job_id": event.job_id, "job_name": event.name},
+                )

@@ -11,6 +11,14 @@ import attrs
 
 MICROSECONDS_PER_SECOND = 1_000_000
 
+MAX_DURATION = timedelta(microseconds=2**62)
+"""Longest duration accepted, about 146,000 years.
+
+Durations and due times are stored as SQLite INTEGER microseconds, which
+are signed 64-bit, and this bound leaves room to add a duration to the
+current time.
+"""
+
 
 class JobPriority(enum.IntEnum):
     """Priority of a job: among due jobs, a higher priority runs first.
@@ -44,7 +52,8 @@ def to_duration(value: object, *, name: str) -> timedelta:
 
     Raises:
         TypeError: The value is neither a timedelta nor a number.
-        ValueError: The value is negative, NaN or infinite.
+        ValueError: The value is negative, NaN, infinite or over
+            :data:`MAX_DURATION`.
     """
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
@@ -59,6 +68,10 @@ def to_duration(value: object, *, name: str) -> timedelta:
         raise ValueError(f"{name} must be a finite duration, not {value!r}")
     if seconds < 0:
         raise ValueError(f"{name} must not be negative, got {value!r}")
+    if seconds > MAX_DURATION.total_seconds():
+        raise ValueError(
+            f"{name} is too long: {value!r}; the maximum is {MAX_DURATION.days} days"
+        )
     if isinstance(value, timedelta):
         return value
     return timedelta(seconds=seconds)

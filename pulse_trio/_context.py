@@ -48,6 +48,11 @@ def current_job() -> JobContext:
         ) from None
 
 
+def current_job_or_none() -> JobContext | None:
+    """Return the job that the calling handler runs, or ``None``."""
+    return _current.get(None)
+
+
 def enter_job(context: JobContext) -> contextvars.Token[JobContext]:
     return _current.set(context)
 

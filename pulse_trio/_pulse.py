@@ -19,6 +19,7 @@ import trio
 
 from ._clock import WallClock
 from ._config import JobConfig, JobPriority, to_duration, to_microseconds
+from ._context import current_job_or_none
 from ._errors import InvalidPayload, JobNotFound, PulseError, QueueClosed
 from ._events import Listener, Listeners
 from ._handlers import HandlerFunction, Registry, check_job_name
@@ -226,6 +227,7 @@ class Pulse:
             HandlerError: *handler* is not callable, or *name* already has one.
         """
         self._registry.add(name, handler)
+        self._reporter.wake()  # jobs of this name may already be due
         return handler
 
     def handled_names(self) -> frozenset[str]:
@@ -315,12 +317,20 @@ class Pulse:
                 payload, allow_nan=False, ensure_ascii=False, separators=(",", ":")
             )
         except (TypeError, ValueError, RecursionError) as exc:
+            # UnicodeEncodeError is a ValueError: a str with a lone surrogate.
             raise InvalidPayload(
                 f"payload of job {name!r} cannot be stored as JSON: {exc}. Pass "
                 "dicts with str keys, lists, str, int, finite float, bool or None; "
                 "convert other values (datetime, set, bytes, objects) first"
             ) from exc
-        size = len(text.encode())
+        try:
+            size = len(text.encode())
+        except UnicodeEncodeError as exc:
+            raise InvalidPayload(
+                f"payload of job {name!r} contains a str that is not valid "
+                f"Unicode ({exc.reason} at position {exc.start}); remove lone "
+                "surrogates or pass the data as a list of ints"
+            ) from exc
         if size > self._max_payload_bytes:
             raise InvalidPayload(
                 f"payload of job {name!r} is {size} bytes encoded, over the limit "
@@ -574,17 +584,29 @@ class Pulse:
         owner = Owner.new()
         owner.mark_live()
         try:
-            async with trio.open_nursery() as outer:
-                await outer.start(self._persistence.run)
-                try:
-                    await self._serve(owner, task_status)
-                finally:
-                    await self._remove_owner(owner)
-                    self._persistence.close()
+            await self._run_actors(owner, task_status)
+        except BaseExceptionGroup as group:
+            # KeyboardInterrupt or SystemExit from a handler reaches here
+            # wrapped by the nurseries; callers expect the bare exception.
+            control = _control_exception(group)
+            if control is None:
+                raise
+            raise control from None
         finally:
             owner.mark_stopped()
             self._state = _State.STOPPED
             self._stopped.set()
+
+    async def _run_actors(
+        self, owner: Owner, task_status: trio.TaskStatus[None]
+    ) -> None:
+        async with trio.open_nursery() as outer:
+            await outer.start(self._persistence.run)
+            try:
+                await self._serve(owner, task_status)
+            finally:
+                await self._remove_owner(owner)
+                self._persistence.close()
 
     async def _serve(self, owner: Owner, task_status: trio.TaskStatus[None]) -> None:
         await self._renew_lease(owner)
@@ -685,6 +707,10 @@ class Pulse:
             if self._crew_scope is not None:
                 self._crew_scope.cancel()
         self._stop_requested.set()
+        if current_job_or_none() is not None:
+            # Called from a handler: run() waits for that handler to return,
+            # so waiting here would never end.
+            return
         await self._stopped.wait()
 
     @asynccontextmanager
@@ -829,6 +855,32 @@ def _check_config(config: object) -> JobConfig:
             f"config must be a JobConfig, not {type(config).__name__} ({config!r})"
         )
     return config
+
+
+def _control_exception(group: BaseExceptionGroup) -> BaseException | None:
+    """Return the KeyboardInterrupt or SystemExit in *group*, if that is
+    all it holds apart from cancellations."""
+    controls = [
+        leaf
+        for leaf in _leaves(group)
+        if isinstance(leaf, (KeyboardInterrupt, SystemExit))
+    ]
+    others = [
+        leaf
+        for leaf in _leaves(group)
+        if not isinstance(leaf, (KeyboardInterrupt, SystemExit, trio.Cancelled))
+    ]
+    return controls[0] if controls and not others else None
+
+
+def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
+    leaves: list[BaseException] = []
+    for inner in group.exceptions:
+        if isinstance(inner, BaseExceptionGroup):
+            leaves.extend(_leaves(inner))
+        else:
+            leaves.append(inner)
+    return leaves
 
 
 def _check_retention(keep: timedelta | float | None) -> timedelta | None:

@@ -80,6 +80,9 @@ class Listeners:
 
         return remove
 
+    def __bool__(self) -> bool:
+        return bool(self._callbacks)
+
     def emit(self, event: JobEvent) -> None:
         """Call every listener; an error in one is logged, not raised."""
         for callback in list(self._callbacks):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import functools
 import json
 from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
@@ -130,13 +131,30 @@ def reported_status(stored: str, run_at: int, now: int) -> JobStatus:
 
 def config_from_row(row: Mapping[str, Any]) -> JobConfig:
     """Rebuild the :class:`JobConfig` stored in a row of the jobs table."""
-    timeout = row["timeout_us"]
+    return _config_from_columns(
+        row["priority"],
+        row["max_retries"],
+        row["retry_delay_us"],
+        row["max_retry_delay_us"],
+        row["timeout_us"],
+    )
+
+
+# Most jobs share a few configs, and building one runs every converter.
+@functools.lru_cache(maxsize=256)
+def _config_from_columns(
+    priority: int,
+    max_retries: int,
+    retry_delay_us: int,
+    max_retry_delay_us: int,
+    timeout_us: int | None,
+) -> JobConfig:
     return JobConfig(
-        priority=row["priority"],
-        max_retries=row["max_retries"],
-        retry_delay=timedelta(microseconds=row["retry_delay_us"]),
-        max_retry_delay=timedelta(microseconds=row["max_retry_delay_us"]),
-        timeout=None if timeout is None else timedelta(microseconds=timeout),
+        priority=priority,
+        max_retries=max_retries,
+        retry_delay=timedelta(microseconds=retry_delay_us),
+        max_retry_delay=timedelta(microseconds=max_retry_delay_us),
+        timeout=None if timeout_us is None else timedelta(microseconds=timeout_us),
     )
 
 

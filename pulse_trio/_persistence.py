@@ -61,6 +61,9 @@ class FailOutcome:
 
 OnCommit = Callable[[Message, Any], None]
 
+SINGLE_STATEMENT = (Claim, Complete, Fail, Release, RenewLease, RemoveOwner, Purge)
+"""Requests that run one SQL statement, so they need no savepoint."""
+
 
 def claimed_job(row: Row, owner: str) -> ClaimedJob:
     return ClaimedJob(
@@ -151,6 +154,9 @@ class Persistence:
         try:
             with trio.CancelScope(shield=True):
                 async for first in self._receive:
+                    # One pass of the run queue lets the tasks that are ready
+                    # send their requests too, so they share this commit.
+                    await trio.lowlevel.cancel_shielded_checkpoint()
                     batch = [first]
                     while len(batch) < MAX_BATCH:
                         try:
@@ -200,13 +206,20 @@ class Persistence:
         with self.store.write():
             for message in batch:
                 try:
-                    with self.store.savepoint():
-                        outcomes.append((message, self._apply(message, now), None))
+                    outcomes.append((message, self._apply_one(message, now), None))
                 except sqlite3.OperationalError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - goes to its sender
                     outcomes.append((message, None, exc))
         return outcomes
+
+    def _apply_one(self, message: Message, now: int) -> Any:
+        # A request of one statement is undone by SQLite itself if that
+        # statement fails; the others get a savepoint so that they fail whole.
+        if isinstance(message, SINGLE_STATEMENT):
+            return self._apply(message, now)
+        with self.store.savepoint():
+            return self._apply(message, now)
 
     def _fail_batch(self, batch: list[Message], exc: sqlite3.Error) -> None:
         error = DatabaseError(f"write to {self.store.description!r} failed: {exc}")

@@ -318,8 +318,12 @@ class Pulse:
             )
         except (TypeError, ValueError, RecursionError) as exc:
             # UnicodeEncodeError is a ValueError: a str with a lone surrogate.
+            reason = str(exc)
+            if reason.startswith("Out of range float"):
+                # json names neither the value nor its type here.
+                reason += " (the payload contains a NaN or infinite float)"
             raise InvalidPayload(
-                f"payload of job {name!r} cannot be stored as JSON: {exc}. Pass "
+                f"payload of job {name!r} cannot be stored as JSON: {reason}. Pass "
                 "dicts with str keys, lists, str, int, finite float, bool or None; "
                 "convert other values (datetime, set, bytes, objects) first"
             ) from exc
@@ -502,9 +506,13 @@ class Pulse:
         if self._pool.busy or not self._persistence.is_idle():
             return False
         names = self._registry.names()
-        next_due = self._store.next_due_time(names)
+        if self._store.has_ready(names):
+            return False
+        next_due = self._store.next_future_time_for(names)
         if next_due is None:
             return True
+        # A future job whose time has come is due, although no claim has
+        # promoted it to pending yet.
         return not include_scheduled and next_due > self._clock.now_us()
 
     # -- events and statistics -------------------------------------------

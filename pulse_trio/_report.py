@@ -101,6 +101,8 @@ class Reporter:
     def _emit(
         self, kind: EventKind, job_id: str, name: str, attempt: int, **fields: Any
     ) -> None:
+        if not self.listeners:
+            return
         self.listeners.emit(
             JobEvent(
                 kind=kind,

@@ -100,7 +100,9 @@ class Scheduler:
 
     async def _nap(self, generation: int) -> None:
         names = self.registry.names()
-        next_due = self.store.next_due_time(names)
+        # Future jobs of every name count: waking for one that this process
+        # has no handler for costs one empty claim.
+        next_due = self.store.next_future_time()
         if next_due is None:
             deadline = trio.current_time() + MAX_NAP
         else:
@@ -133,7 +135,7 @@ class Scheduler:
         if trio.current_time() < self._next_unhandled_check:
             return
         self._next_unhandled_check = trio.current_time() + UNHANDLED_WARNING_INTERVAL
-        for name, count in self.store.due_unhandled(names, self.clock.now_us()):
+        for name, count in self.store.ready_unhandled(names):
             logger.warning(
                 "%d due jobs named %r have no handler registered here; they "
                 "stay pending until a process that handles %r runs them",

@@ -7,13 +7,20 @@ down the hot path.
 
 WAITING = "status IN ('pending', 'scheduled', 'retrying')"
 
-CREATE_DUE_INDEX = f"""
-CREATE INDEX pulse_jobs_due ON pulse_jobs (priority DESC, run_at, seq)
-WHERE {WAITING}
+# Due jobs are stored as 'pending'; jobs due later as 'scheduled' (first
+# run) or 'retrying' (after a failed run). Each claim first promotes the
+# future jobs whose time has come to 'pending', so the claim itself reads
+# only the ready index, by name and in run order, and never scans jobs that
+# are not due or that this process has no handler for.
+FUTURE = "status IN ('scheduled', 'retrying')"
+
+CREATE_READY_INDEX = """
+CREATE INDEX pulse_jobs_ready ON pulse_jobs (name, priority DESC, run_at, seq)
+WHERE status = 'pending'
 """
 
-CREATE_NEXT_INDEX = f"""
-CREATE INDEX pulse_jobs_next ON pulse_jobs (run_at, status) WHERE {WAITING}
+CREATE_FUTURE_INDEX = f"""
+CREATE INDEX pulse_jobs_future ON pulse_jobs (run_at, status) WHERE {FUTURE}
 """
 
 CREATE_RUNNING_INDEX = """
@@ -40,25 +47,43 @@ INSERT INTO pulse_jobs (
 )
 """
 
-# RETURNING does not keep the order of the inner SELECT, so the caller
-# sorts the claimed rows again.
-CLAIM_DUE = f"""
+PROMOTE_DUE = f"""
+UPDATE pulse_jobs SET status = 'pending' WHERE {FUTURE} AND run_at <= :now
+"""
+
+# One branch per handled name, each reading the ready index in run order;
+# the caller merges the branches. SQLite allows at most 500 terms in one
+# compound SELECT, so names go in chunks of CLAIM_NAMES_PER_QUERY.
+CLAIM_NAMES_PER_QUERY = 50
+
+READY_FOR_NAME = """
+SELECT * FROM (
+    SELECT seq, priority, run_at FROM pulse_jobs
+    WHERE status = 'pending' AND name = ?
+    ORDER BY priority DESC, run_at, seq LIMIT ?
+)
+"""
+
+# RETURNING does not keep any order, so the caller sorts the claimed rows.
+CLAIM_SEQS = """
 UPDATE pulse_jobs
 SET status = 'running', attempts = attempts + 1, started_at = :now,
     owner = :owner
-WHERE seq IN (
-    SELECT seq FROM pulse_jobs
-    WHERE {WAITING} AND run_at <= :now
-      AND name IN (SELECT value FROM json_each(:names))
-    ORDER BY priority DESC, run_at, seq
-    LIMIT :limit
-)
+WHERE seq IN (SELECT value FROM json_each(:seqs)) AND status = 'pending'
 RETURNING *
 """
 
-NEXT_DUE_TIME = f"""
+NEXT_FUTURE_TIME = f"SELECT min(run_at) FROM pulse_jobs WHERE {FUTURE}"
+
+HAS_READY = """
+SELECT 1 FROM pulse_jobs
+WHERE status = 'pending' AND name IN (SELECT value FROM json_each(:names))
+LIMIT 1
+"""
+
+NEXT_FUTURE_TIME_FOR_NAMES = f"""
 SELECT min(run_at) FROM pulse_jobs
-WHERE {WAITING} AND name IN (SELECT value FROM json_each(:names))
+WHERE {FUTURE} AND name IN (SELECT value FROM json_each(:names))
 """
 
 # Every change to a running job names the owner and attempt that claimed
@@ -107,11 +132,18 @@ SELECT_RUNNING_OF_OWNER = """
 SELECT * FROM pulse_jobs WHERE status = 'running' AND owner IS :owner
 """
 
-COUNT_DUE_UNHANDLED = f"""
-SELECT name, count(*) AS due FROM pulse_jobs
-WHERE {WAITING} AND run_at <= :now
-  AND name NOT IN (SELECT value FROM json_each(:names))
-GROUP BY name ORDER BY name
+# Walks the distinct names of ready jobs through the ready index, one
+# look-up per name, instead of scanning every ready job.
+NEXT_READY_NAME = """
+SELECT name FROM pulse_jobs WHERE status = 'pending' AND name > :after
+ORDER BY name LIMIT 1
+"""
+
+COUNT_READY_FOR_NAME = """
+SELECT count(*) FROM (
+    SELECT 1 FROM pulse_jobs WHERE status = 'pending' AND name = :name
+    LIMIT :cap
+)
 """
 
 UPSERT_OWNER = """
@@ -133,9 +165,11 @@ WHERE lease_until < :now AND id NOT IN (
 
 # -- statistics and listings ---------------------------------------------
 
-COUNT_WAITING = f"""
+COUNT_READY = "SELECT count(*) FROM pulse_jobs WHERE status = 'pending'"
+
+COUNT_FUTURE = f"""
 SELECT status, run_at <= :now AS due, count(*) AS jobs FROM pulse_jobs
-WHERE {WAITING} GROUP BY status, due
+WHERE {FUTURE} GROUP BY status, due
 """
 
 COUNT_WAITING_BY_PRIORITY = f"""
@@ -163,10 +197,13 @@ WHERE last_failed_at IS NOT NULL AND last_failed_at >= :since
 OLDEST_DUE = f"""
 SELECT min(run_at) FROM pulse_jobs WHERE {WAITING} AND run_at <= :now
 """
+# NOTE: ready jobs have no index by run_at alone, so OLDEST_DUE and
+# COUNT_WAITING_BY_PRIORITY read every waiting job; they serve monitoring,
+# not the hot path.
 
 # The status filters of list_jobs(), by reported status.
 LIST_FILTERS = {
-    "pending": f"{WAITING} AND run_at <= :now",
+    "pending": f"status = 'pending' OR ({FUTURE} AND run_at <= :now)",
     "scheduled": "status = 'scheduled' AND run_at > :now",
     "retrying": "status = 'retrying' AND run_at > :now",
     "running": "status = 'running'",

@@ -76,8 +76,8 @@ def _create_schema(db: sqlite_utils.Database) -> None:
     )
     db.table("pulse_jobs").create_index(["id"], unique=True, index_name="pulse_jobs_id")
     for statement in (
-        _sql.CREATE_DUE_INDEX,
-        _sql.CREATE_NEXT_INDEX,
+        _sql.CREATE_READY_INDEX,
+        _sql.CREATE_FUTURE_INDEX,
         _sql.CREATE_RUNNING_INDEX,
         _sql.CREATE_FINISHED_INDEX,
         _sql.CREATE_FAILED_INDEX,
@@ -95,6 +95,10 @@ def _create_schema(db: sqlite_utils.Database) -> None:
         pk="id",
         not_null={"host", "pid", "started_at", "lease_until"},
     )
+
+
+def _run_order(row: Row) -> tuple[int, int, int]:
+    return (-row["priority"], row["run_at"], row["seq"])
 
 
 class Store:
@@ -229,18 +233,24 @@ class Store:
     def claim(
         self, names: Iterable[str], limit: int, now: int, owner: str
     ) -> list[Row]:
+        """Claim up to *limit* due jobs of *names*, highest priority first."""
+        self.conn.execute(_sql.PROMOTE_DUE, {"now": now})
+        candidates: list[Row] = []
+        ordered = sorted(names)
+        step = _sql.CLAIM_NAMES_PER_QUERY
+        for start in range(0, len(ordered), step):
+            chunk = ordered[start : start + step]
+            query = " UNION ALL ".join([_sql.READY_FOR_NAME] * len(chunk))
+            params = [value for name in chunk for value in (name, limit)]
+            candidates.extend(self.conn.execute(query, params).fetchall())
+        if not candidates:
+            return []
+        candidates.sort(key=_run_order)
+        seqs = [row["seq"] for row in candidates[:limit]]
         cursor = self.conn.execute(
-            _sql.CLAIM_DUE,
-            {
-                "names": json.dumps(sorted(names)),
-                "limit": limit,
-                "now": now,
-                "owner": owner,
-            },
+            _sql.CLAIM_SEQS, {"seqs": json.dumps(seqs), "now": now, "owner": owner}
         )
-        rows = cursor.fetchall()
-        rows.sort(key=lambda r: (-r["priority"], r["run_at"], r["seq"]))
-        return rows
+        return sorted(cursor.fetchall(), key=_run_order)
 
     def complete(self, job_id: str, owner: str, attempt: int, now: int) -> bool:
         params = {"id": job_id, "owner": owner, "attempt": attempt, "now": now}
@@ -280,8 +290,11 @@ class Store:
     # -- reads -----------------------------------------------------------
 
     def count_waiting(self, now: int) -> dict[tuple[str, bool], int]:
-        cursor = self.conn.execute(_sql.COUNT_WAITING, {"now": now})
-        return {(row["status"], bool(row["due"])): row["jobs"] for row in cursor}
+        """Count waiting jobs by stored status and whether they are due."""
+        counts = {("pending", True): self.conn.execute(_sql.COUNT_READY).fetchone()[0]}
+        for row in self.conn.execute(_sql.COUNT_FUTURE, {"now": now}):
+            counts[(row["status"], bool(row["due"]))] = row["jobs"]
+        return counts
 
     def count_waiting_by_priority(self) -> dict[int, int]:
         cursor = self.conn.execute(_sql.COUNT_WAITING_BY_PRIORITY)
@@ -331,10 +344,20 @@ class Store:
     def dead(self) -> list[Row]:
         return self.conn.execute(_sql.SELECT_DEAD).fetchall()
 
-    def next_due_time(self, names: Iterable[str]) -> int | None:
-        row = self.conn.execute(
-            _sql.NEXT_DUE_TIME, {"names": json.dumps(sorted(names))}
-        ).fetchone()
+    def next_future_time(self) -> int | None:
+        """Return the earliest due time of any scheduled or retrying job."""
+        value: int | None = self.conn.execute(_sql.NEXT_FUTURE_TIME).fetchone()[0]
+        return value
+
+    def has_ready(self, names: Iterable[str]) -> bool:
+        """Tell whether a due job of one of *names* waits to be claimed."""
+        params = {"names": json.dumps(sorted(names))}
+        return self.conn.execute(_sql.HAS_READY, params).fetchone() is not None
+
+    def next_future_time_for(self, names: Iterable[str]) -> int | None:
+        """Return the earliest due time of the future jobs of *names*."""
+        params = {"names": json.dumps(sorted(names))}
+        row = self.conn.execute(_sql.NEXT_FUTURE_TIME_FOR_NAMES, params).fetchone()
         value: int | None = row[0]
         return value
 
@@ -352,8 +375,22 @@ class Store:
         ).fetchone()
         return row
 
-    def due_unhandled(self, names: Iterable[str], now: int) -> list[tuple[str, int]]:
-        cursor = self.conn.execute(
-            _sql.COUNT_DUE_UNHANDLED, {"names": json.dumps(sorted(names)), "now": now}
-        )
-        return [(row["name"], row["due"]) for row in cursor]
+    def ready_unhandled(
+        self, names: Iterable[str], cap: int = 10_000
+    ) -> list[tuple[str, int]]:
+        """Return the names of due jobs not in *names*, with their counts.
+
+        Counts stop at *cap*, so one large backlog does not stall the loop.
+        """
+        handled = set(names)
+        found: list[tuple[str, int]] = []
+        after = ""
+        while True:
+            row = self.conn.execute(_sql.NEXT_READY_NAME, {"after": after}).fetchone()
+            if row is None:
+                return found
+            after = row["name"]
+            if after not in handled:
+                params = {"name": after, "cap": cap}
+                count = self.conn.execute(_sql.COUNT_READY_FOR_NAME, params).fetchone()
+                found.append((after, count[0]))

@@ -216,7 +216,10 @@ class Persistence:
     def _apply_one(self, message: Message, now: int) -> Any:
         # A request of one statement is undone by SQLite itself if that
         # statement fails; the others get a savepoint so that they fail whole.
-        if isinstance(message, SINGLE_STATEMENT):
+        single = isinstance(message, SINGLE_STATEMENT) or (
+            isinstance(message, Insert) and len(message.rows) == 1
+        )
+        if single:
             return self._apply(message, now)
         with self.store.savepoint():
             return self._apply(message, now)

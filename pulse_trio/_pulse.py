@@ -300,7 +300,20 @@ class Pulse:
         self._check_open()
         now = self._clock.now_us()
         due = now if run_at is None else run_at.resolve(now)
-        rows = [_job_row(name, text, config, now, due) for text in texts]
+        columns = _config_columns(config)
+        status = "scheduled" if due > now else "pending"
+        rows = [
+            {
+                "id": uuid.uuid4().hex,
+                "name": name,
+                "payload": text,
+                "status": status,
+                "created_at": now,
+                "run_at": due,
+                **columns,
+            }
+            for text in texts
+        ]
         for start in range(0, len(rows), INSERT_CHUNK):
             chunk = tuple(rows[start : start + INSERT_CHUNK])
             reply: Reply[None] = Reply()
@@ -836,28 +849,23 @@ def _due_time(run_at: datetime | None, delay: timedelta | float | None) -> _DueT
     return _DueTime(to_epoch_microseconds(run_at), None)
 
 
-def _job_row(
-    name: str, payload: str, config: JobConfig, now: int, due: int
-) -> dict[str, Any]:
+def _config_columns(config: JobConfig) -> dict[str, Any]:
     timeout = config.timeout
     return {
-        "id": uuid.uuid4().hex,
-        "name": name,
-        "payload": payload,
-        "status": "scheduled" if due > now else "pending",
         "priority": int(config.priority),
         "max_retries": config.max_retries,
         "retry_delay_us": to_microseconds(config.retry_delay),
         "max_retry_delay_us": to_microseconds(config.max_retry_delay),
         "timeout_us": None if timeout is None else to_microseconds(timeout),
-        "created_at": now,
-        "run_at": due,
     }
+
+
+_DEFAULT_CONFIG = JobConfig()
 
 
 def _check_config(config: object) -> JobConfig:
     if config is None:
-        return JobConfig()
+        return _DEFAULT_CONFIG
     if not isinstance(config, JobConfig):
         raise TypeError(
             f"config must be a JobConfig, not {type(config).__name__} ({config!r})"

@@ -58,7 +58,7 @@ class Reporter:
     def __call__(self, message: Message, result: Any) -> None:
         match message:
             case Insert(rows=rows):
-                for row in rows:
+                for row in rows if logger.isEnabledFor(logging.DEBUG) else ():
                     logger.debug(
                         "job %s (%s): enqueued",
                         row["id"],

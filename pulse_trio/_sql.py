@@ -73,6 +73,16 @@ WHERE seq IN (SELECT value FROM json_each(:seqs)) AND status = 'pending'
 RETURNING *
 """
 
+# Claims one job by id, for inline mode, where enqueue() runs the job it
+# has just stored rather than whichever due job comes first.
+CLAIM_JOB = f"""
+UPDATE pulse_jobs
+SET status = 'running', attempts = attempts + 1, started_at = :now,
+    owner = :owner
+WHERE id = :id AND {WAITING} AND run_at <= :now
+RETURNING *
+"""
+
 NEXT_FUTURE_TIME = f"SELECT min(run_at) FROM pulse_jobs WHERE {FUTURE}"
 
 HAS_READY = """

@@ -252,6 +252,12 @@ class Store:
         )
         return sorted(cursor.fetchall(), key=_run_order)
 
+    def claim_job(self, job_id: str, now: int, owner: str) -> Row | None:
+        """Claim the job *job_id* if it is waiting and due, and return its row."""
+        params = {"id": job_id, "now": now, "owner": owner}
+        row: Row | None = self.conn.execute(_sql.CLAIM_JOB, params).fetchone()
+        return row
+
     def complete(self, job_id: str, owner: str, attempt: int, now: int) -> bool:
         params = {"id": job_id, "owner": owner, "attempt": attempt, "now": now}
         return self.conn.execute(_sql.COMPLETE, params).rowcount == 1

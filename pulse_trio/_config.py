@@ -12,7 +12,7 @@ import attrs
 MICROSECONDS_PER_SECOND = 1_000_000
 
 MAX_DURATION = timedelta(microseconds=2**62)
-"""Longest duration accepted, about 146,000 years.
+"""Maximum duration accepted, about 146,000 years.
 
 Durations and due times are stored as SQLite INTEGER microseconds, which
 are signed 64-bit, and this bound leaves room to add a duration to the
@@ -111,7 +111,7 @@ def _to_timeout(value: object) -> timedelta | None:
 
 @attrs.frozen
 class JobConfig:
-    """How a job runs: its priority, retries, backoff and time limit.
+    """Run settings of a job: its priority, retries, backoff and time limit.
 
     Durations accept a :class:`~datetime.timedelta` or a number of seconds
     and are stored as timedeltas.

@@ -13,7 +13,7 @@ logger = logging.getLogger(__name__)
 
 
 class EventKind(enum.Enum):
-    """What happened to a job."""
+    """Kind of change in the life of a job."""
 
     STARTED = "started"
     """A worker started a run."""

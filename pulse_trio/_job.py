@@ -17,7 +17,7 @@ _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class JobStatus(enum.Enum):
-    """Where a job is in its life.
+    """Stage of a job in its life.
 
     The database stores ``pending``, ``scheduled``, ``retrying``,
     ``running``, ``completed`` and ``dead``. A scheduled or retrying job

@@ -1,8 +1,8 @@
 """Messages that the actors send to the persistence actor.
 
-Each message is one request. A request with a :class:`Reply` is awaited by
-its sender; one without is sent and forgotten, and its effects are reported
-by the persistence actor after the commit.
+Each message is one request. The sender of a request with a :class:`Reply`
+waits for it. A request without one is sent and forgotten, and the
+persistence actor reports its effects after the commit.
 """
 
 from __future__ import annotations

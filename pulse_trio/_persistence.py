@@ -52,7 +52,7 @@ BUSY_RETRY_LIMIT = 30.0
 
 @attrs.frozen
 class FailOutcome:
-    """Where a failed job went: ``retrying`` (with its due time) or ``dead``."""
+    """Outcome of a failed run: ``retrying`` (with its due time) or ``dead``."""
 
     status: str
     run_at: int
@@ -171,7 +171,7 @@ class Persistence:
         """Apply *batch*, retrying while another process holds the lock.
 
         With *counted*, the batch came through the channel and leaves the
-        in-flight count before anyone is told, so a task woken by a reply
+        in-flight count before any reply is sent, so a task woken by a reply
         already sees the actor idle.
         """
         deadline = trio.current_time() + BUSY_RETRY_LIMIT

@@ -23,6 +23,7 @@ from ._context import current_job_or_none
 from ._errors import InvalidPayload, JobNotFound, PulseError, QueueClosed
 from ._events import Listener, Listeners
 from ._handlers import HandlerFunction, Registry, check_job_name
+from ._inline import InlineRunner
 from ._job import (
     FINISHED_STATUSES,
     Job,
@@ -105,6 +106,7 @@ class Pulse:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         lease: timedelta | float = DEFAULT_LEASE,
         keep_completed: timedelta | float | None = DEFAULT_KEEP_COMPLETED,
+        inline: bool = False,
     ) -> None:
         """Wrap an open store; use :meth:`new` or :meth:`in_memory` instead."""
         self._store = store
@@ -128,6 +130,13 @@ class Pulse:
         self._crew_scope: trio.CancelScope | None = None
         self._pool: WorkerPool | None = None
         self._context: AbstractAsyncContextManager[Pulse] | None = None
+        self._inline = (
+            InlineRunner(
+                store, self._persistence, self._registry, self._reporter, self._clock
+            )
+            if inline
+            else None
+        )
 
     # -- opening ---------------------------------------------------------
 
@@ -180,13 +189,22 @@ class Pulse:
         *,
         workers: int | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        inline: bool = False,
     ) -> Pulse:
         """Open a queue in a private in-memory database, for tests.
 
         Its jobs are lost when the ``Pulse`` is closed or the process ends.
+
+        Args:
+            inline: Run each job inside the enqueue call that stores it,
+                in the calling task, retrying failed runs at once; such a
+                queue has no :meth:`run`. See :doc:`testing` for its rules.
         """
         return cls(
-            Store.open_memory(), workers=workers, max_payload_bytes=max_payload_bytes
+            Store.open_memory(),
+            workers=workers,
+            max_payload_bytes=max_payload_bytes,
+            inline=inline,
         )
 
     def with_workers(self, workers: int) -> Pulse:
@@ -322,7 +340,10 @@ class Pulse:
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 raise self._closed_error() from None
             await reply.wait()
-        return [row["id"] for row in rows]
+        ids = [row["id"] for row in rows]
+        if self._inline is not None:
+            await self._inline.run_jobs(ids)
+        return ids
 
     def _encode(self, name: str, payload: Any) -> str:
         try:
@@ -502,6 +523,9 @@ class Pulse:
         Raises:
             PulseError: The queue is not running.
         """
+        if self._inline is not None:
+            await self._inline.drain(include_scheduled)
+            return
         changes = self._reporter.changes
         while True:
             if self._state is not _State.RUNNING or self._pool is None:
@@ -597,6 +621,11 @@ class Pulse:
         :meth:`shutdown_now` does: running jobs are cancelled and put back
         to pending without using up an attempt.
         """
+        if self._inline is not None:
+            raise PulseError(
+                "an inline queue runs each job inside enqueue() and has no run(); "
+                "open it with Pulse.in_memory() without inline=True to run workers"
+            )
         if self._state is not _State.IDLE:
             raise PulseError(
                 f"run() can start only once; this queue is {self._state.value}"
@@ -874,8 +903,8 @@ def _check_config(config: object) -> JobConfig:
 
 
 def _control_exception(group: BaseExceptionGroup) -> BaseException | None:
-    """Return the KeyboardInterrupt or SystemExit in *group*, if that is
-    all it holds apart from cancellations."""
+    """Return the KeyboardInterrupt or SystemExit in *group*, if it
+    contains nothing else but cancellations."""
     controls = [
         leaf
         for leaf in _leaves(group)

@@ -1,7 +1,7 @@
-"""What happens after a batch commits: log records, events and wake-ups.
+"""Reporting after a batch commits: log records, events and wake-ups.
 
 Nothing here runs before the change it reports is on disk, so a log line
-or event that says a job completed is never followed by a rerun of the
+or event that reports a completed job is never followed by a rerun of the
 same attempt.
 """
 

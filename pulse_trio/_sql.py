@@ -9,9 +9,9 @@ WAITING = "status IN ('pending', 'scheduled', 'retrying')"
 
 # Due jobs are stored as 'pending'; jobs due later as 'scheduled' (first
 # run) or 'retrying' (after a failed run). Each claim first promotes the
-# future jobs whose time has come to 'pending', so the claim itself reads
-# only the ready index, by name and in run order, and never scans jobs that
-# are not due or that this process has no handler for.
+# future jobs whose time has come to 'pending'. The claim itself then reads
+# only the ready index, by name and in run order, so it never scans jobs
+# that are not due or that this process has no handler for.
 FUTURE = "status IN ('scheduled', 'retrying')"
 
 CREATE_READY_INDEX = """

@@ -2,7 +2,7 @@
 
 Every method is synchronous and short. The persistence actor calls the
 writing methods inside one transaction per batch, and readers call the
-others directly from the event loop, which sees only committed data because
+others directly from the event loop, and they read only committed data because
 no transaction stays open across an ``await``.
 """
 

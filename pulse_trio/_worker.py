@@ -24,10 +24,11 @@ from ._report import Reporter
 logger = logging.getLogger(__name__)
 
 MAX_ERROR_CHARS = 4_000
-"""Longest error message stored for one failed run; longer ones are cut."""
+"""Maximum length of the error stored for one failed run; the rest is cut."""
 
 MAX_TRACEBACK_CHARS = 64_000
-"""Longest traceback stored for one failed run; the middle is cut."""
+"""Maximum length of the traceback stored for one failed run; the middle
+is cut."""
 
 RELEASE_TIMEOUT = 5.0
 """Seconds a cancelled worker waits for the release of its job to commit."""

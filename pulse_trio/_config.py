@@ -19,6 +19,10 @@ are signed 64-bit, and this bound leaves room to add a duration to the
 current time.
 """
 
+MAX_RETRIES_LIMIT = 2**62
+"""Largest max_retries accepted, because it and the attempt count are
+stored as signed 64-bit SQLite INTEGERs."""
+
 
 class JobPriority(enum.IntEnum):
     """Priority of a job: among due jobs, a higher priority runs first.
@@ -89,6 +93,10 @@ def _to_max_retries(value: object) -> int:
         )
     if value < 0:
         raise ValueError(f"max_retries must be 0 or more, got {value}")
+    if value > MAX_RETRIES_LIMIT:
+        raise ValueError(
+            f"max_retries must be at most {MAX_RETRIES_LIMIT}, got {value}"
+        )
     return value
 
 

@@ -61,16 +61,10 @@ class Handler:
         if self.is_async:
             await self.function(payload)  # type: ignore[misc]
             return
+        # trio.to_thread.run_sync raises TypeError if the function returns
+        # a coroutine, so a forgotten 'async' fails the run with that error.
         with autojump_paused():
-            result = await trio.to_thread.run_sync(self.function, payload)
-        if inspect.isawaitable(result):
-            if inspect.iscoroutine(result):
-                result.close()
-            raise HandlerError(
-                f"handler for job {self.name!r} returned an awaitable from a "
-                "plain function; declare it with 'async def' so it runs on the "
-                "event loop"
-            )
+            await trio.to_thread.run_sync(self.function, payload)
 
 
 class Registry:

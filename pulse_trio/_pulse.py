@@ -20,7 +20,13 @@ import trio
 from ._clock import WallClock
 from ._config import JobConfig, JobPriority, to_duration, to_microseconds
 from ._context import current_job_or_none
-from ._errors import InvalidPayload, JobNotFound, PulseError, QueueClosed
+from ._errors import (
+    DatabaseError,
+    InvalidPayload,
+    JobNotFound,
+    PulseError,
+    QueueClosed,
+)
 from ._events import Listener, Listeners
 from ._handlers import HandlerFunction, Registry, check_job_name
 from ._inline import InlineRunner
@@ -47,7 +53,7 @@ from ._persistence import Persistence
 from ._report import Reporter
 from ._scheduler import Scheduler
 from ._stats import PulseStatistics, QueueSummary
-from ._store import Store, Synchronous
+from ._store import Store, StoreBusy, Synchronous
 from ._worker import Worker, WorkerPool
 
 logger = logging.getLogger(__name__)
@@ -57,8 +63,13 @@ F = TypeVar("F", bound=HandlerFunction)
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 """Largest encoded payload accepted by default: 1 MiB."""
 
-DEFAULT_LEASE = timedelta(seconds=30)
-"""How long a running queue's claim on its jobs lasts without renewal."""
+DEFAULT_LEASE = timedelta(seconds=20)
+"""How long a running queue's claim on its jobs lasts without renewal.
+
+The lease is renewed and other owners are checked every lease/3, so the
+jobs of an owner on another host that died are recovered at most
+lease * 4/3 (about 27 s) after its last renewal.
+"""
 
 INSERT_CHUNK = 1000
 """Rows per insert request in :meth:`Pulse.enqueue_many`."""
@@ -78,6 +89,10 @@ processes while :meth:`Pulse.wait` waits."""
 
 OWNER_WRITE_TIMEOUT = 5.0
 """Seconds a stopping queue waits for its owner record to be removed."""
+
+OPEN_BUSY_LIMIT = 30.0
+"""Seconds :meth:`Pulse.new` keeps retrying while another connection holds
+a lock that opening needs (a new file switching to WAL, or a migration)."""
 
 
 class _State(enum.Enum):
@@ -112,7 +127,8 @@ class Pulse:
         self._store = store
         self._clock = WallClock()
         self._registry = Registry()
-        self._workers = _check_workers(workers or os.cpu_count() or 1)
+        default_workers = os.cpu_count() or 1
+        self._workers = _check_workers(default_workers if workers is None else workers)
         self._max_payload_bytes = _check_payload_limit(max_payload_bytes)
         self._lease = to_duration(lease, name="lease")
         if not self._lease:
@@ -123,6 +139,7 @@ class Pulse:
         self._wakeups = self._reporter.wakeups
         self._persistence = Persistence(store, self._clock, self._reporter)
         self._state = _State.IDLE
+        self._closed = False
         self._stop_requested = trio.Event()
         self._stop_now = False
         self._stop_timeout: float | None = None
@@ -158,9 +175,13 @@ class Pulse:
             workers: Jobs run at once; defaults to the CPU count.
             synchronous: ``"NORMAL"`` survives a crash of the process;
                 ``"FULL"`` also survives a power loss, at some cost in speed.
-            max_payload_bytes: Largest encoded payload that enqueue accepts.
+            max_payload_bytes: Largest payload that enqueue accepts, in
+                bytes of its UTF-8 JSON encoding; 1 MiB by default.
             lease: How long the jobs of a running queue stay claimed without
-                renewal, after its process dies, before another takes them.
+                renewal, after its process dies, before another takes them;
+                20 s by default. A dead owner on another host is noticed
+                within about lease * 4/3, and on this host as soon as its
+                process is gone, at the next check (every lease/3).
             keep_completed: How long completed jobs are kept before a
                 running queue deletes them; ``None`` keeps them forever.
                 Dead jobs are kept until retried or purged.
@@ -170,7 +191,7 @@ class Pulse:
                 database.
             SchemaTooNew: A newer pulse-trio wrote the database.
         """
-        store = Store.open_file(path, synchronous)
+        store = await _open_file_store(path, synchronous)
         try:
             return cls(
                 store,
@@ -196,9 +217,10 @@ class Pulse:
         Its jobs are lost when the ``Pulse`` is closed or the process ends.
 
         Args:
-            inline: Run each job inside the enqueue call that stores it,
-                in the calling task, retrying failed runs at once; such a
-                queue has no :meth:`run`. See :doc:`testing` for its rules.
+            inline: Run each job inside the enqueue call that stores it, in
+                the calling task, and retry failed runs at once. Such a queue
+                has no :meth:`run`, and :meth:`drain` runs the jobs that are
+                due. The testing guide lists its rules and limits.
         """
         return cls(
             Store.open_memory(),
@@ -229,7 +251,15 @@ class Pulse:
         if self._state in (_State.RUNNING, _State.STOPPING):
             raise PulseError("shut the queue down before closing it")
         self._state = _State.STOPPED
+        self._closed = True
         self._store.close()
+
+    def _check_usable(self) -> None:
+        if self._closed:
+            raise PulseError(
+                f"the queue on {self.database!r} was closed; open a new Pulse "
+                "to use the database again"
+            )
 
     # -- handlers --------------------------------------------------------
 
@@ -378,6 +408,7 @@ class Pulse:
         return text
 
     def _check_open(self) -> None:
+        self._check_usable()
         if self._state in (_State.STOPPING, _State.STOPPED):
             raise self._closed_error()
 
@@ -395,6 +426,7 @@ class Pulse:
         Raises:
             JobNotFound: No such job; it is also a :exc:`LookupError`.
         """
+        self._check_usable()
         row = self._store.get(job_id)
         if row is None:
             raise JobNotFound(job_id)
@@ -402,19 +434,21 @@ class Pulse:
 
     async def dead_jobs(self) -> list[Job]:
         """Return the dead jobs, the oldest death first."""
+        self._check_usable()
         now = self._clock.now_us()
         return [job_from_row(row, now) for row in self._store.dead()]
 
     async def retry(self, job_id: str) -> None:
         """Make a dead job pending now, with attempts reset to 0.
 
-        It keeps its payload, config and error history.
+        It keeps its payload, config and error history. This works after a
+        shutdown too, so that a later queue on the same database runs it.
 
         Raises:
             JobNotFound: No such job.
             JobNotDead: The job is not dead.
         """
-        self._check_open()
+        self._check_usable()
         reply: Reply[tuple[str, str]] = Reply()
         await self._persistence.submit(RetryDead(job_id=job_id, reply=reply))
         await reply.wait()
@@ -425,7 +459,7 @@ class Pulse:
         Returns:
             How many jobs were retried.
         """
-        self._check_open()
+        self._check_usable()
         retried = 0
         while True:
             reply: Reply[list[tuple[str, str]]] = Reply()
@@ -450,6 +484,7 @@ class Pulse:
             name: Only jobs of this name.
             limit: The number of jobs returned at most.
         """
+        self._check_usable()
         if status is not None and not isinstance(status, JobStatus):
             raise TypeError(f"status must be a JobStatus or None, not {status!r}")
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
@@ -472,6 +507,7 @@ class Pulse:
         Raises:
             ValueError: *status* is not COMPLETED or DEAD.
         """
+        self._check_usable()
         if status not in FINISHED_STATUSES:
             raise ValueError(
                 f"purge() deletes only completed or dead jobs, not {status!r}; "
@@ -499,6 +535,7 @@ class Pulse:
         Raises:
             JobNotFound: No such job.
         """
+        self._check_usable()
         changes = self._reporter.changes
         # Another process may finish the job, so a file database is also
         # checked now and then; under a MockClock that check is skipped.
@@ -518,7 +555,8 @@ class Pulse:
         running. With *include_scheduled*, also wait for jobs that are not
         yet due (scheduled, or retrying after a backoff); under a
         :class:`trio.testing.MockClock` with autojump, the clock then jumps
-        ahead to each of them.
+        ahead to each of them. On an inline queue it runs those jobs in the
+        calling task instead.
 
         Raises:
             PulseError: The queue is not running.
@@ -565,6 +603,7 @@ class Pulse:
 
     def statistics(self) -> PulseStatistics:
         """Return worker counts, job counts and totals since this queue opened."""
+        self._check_usable()
         now = self._clock.now_us()
         waiting = self._store.count_waiting(now)
         finished = self._store.count_finished()
@@ -585,6 +624,7 @@ class Pulse:
 
     async def summary(self) -> QueueSummary:
         """Return counts over the whole database, for monitoring."""
+        self._check_usable()
         now = self._clock.now_us()
         stats = self.statistics()
         finished = self._store.count_finished()
@@ -765,13 +805,23 @@ class Pulse:
 
     @asynccontextmanager
     async def _running(self) -> AsyncIterator[Pulse]:
+        # An error of the block is caught inside the nursery and raised
+        # again outside it, so it reaches the caller bare, not in a group.
+        body_error: BaseException | None = None
         async with trio.open_nursery() as nursery:
             await nursery.start(self.run)
             try:
                 yield self
-            finally:
-                with trio.CancelScope(shield=True):
+            except BaseException as exc:  # noqa: BLE001 - raised again below
+                body_error = exc
+            with trio.CancelScope(shield=True):
+                if isinstance(body_error, trio.Cancelled):
+                    # A cancelled block must not wait for running jobs.
+                    await self.shutdown_now()
+                else:
                     await self.shutdown_graceful()
+        if body_error is not None:
+            raise body_error
 
     async def __aenter__(self) -> Pulse:
         """Run the queue in the background for the ``async with`` block."""
@@ -787,7 +837,15 @@ class Pulse:
         """Shut down gracefully: wait for running jobs, then return."""
         context, self._context = self._context, None
         assert context is not None, "__aexit__ without __aenter__"
-        return await context.__aexit__(exc_type, exc, tb)
+        try:
+            return await context.__aexit__(exc_type, exc, tb)
+        except BaseExceptionGroup as group:
+            # The nursery of _running() wraps what run() raised; unwrap a
+            # KeyboardInterrupt or SystemExit as run() itself does.
+            control = _control_exception(group)
+            if control is None:
+                raise
+            raise control from None
 
     # -- lease -----------------------------------------------------------
 
@@ -844,6 +902,30 @@ class Pulse:
                 await reply.wait()
             except PulseError as exc:
                 logger.error("removing the owner record of this queue failed: %s", exc)
+
+
+async def _open_file_store(
+    path: str | os.PathLike[str], synchronous: Synchronous
+) -> Store:
+    """Open the store at *path*, sleeping between tries while it is locked.
+
+    Each try blocks the event loop for at most the connection's short busy
+    timeout, so a long lock held by another process costs only sleeps.
+    """
+    deadline = trio.current_time() + OPEN_BUSY_LIMIT
+    delay = 0.001
+    while True:
+        try:
+            return Store.open_file(path, synchronous)
+        except StoreBusy as exc:
+            if trio.current_time() >= deadline:
+                raise DatabaseError(
+                    f"cannot open database {os.fspath(path)!r}: another "
+                    f"connection kept it locked for {OPEN_BUSY_LIMIT:g} s ({exc}); "
+                    "retry once the program holding the lock has finished"
+                ) from exc
+            await trio.sleep(delay)
+            delay = min(delay * 2, 0.05)
 
 
 class _DueTime:

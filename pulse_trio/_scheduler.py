@@ -25,7 +25,7 @@ UNHANDLED_WARNING_INTERVAL = 300.0
 CLAIM_ERROR_PAUSE = 1.0
 """Seconds to wait after a failed claim before the next one."""
 
-DATA_VERSION_POLL = 0.01
+DATA_VERSION_POLL = 0.025
 """Seconds between two checks for commits by other processes while idle.
 
 A check is one ``PRAGMA data_version``, a few microseconds, so a job

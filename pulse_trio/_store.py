@@ -33,6 +33,29 @@ BUSY_TIMEOUT = 0.005
 migrations = Migrations("pulse_trio")
 
 
+class StoreBusy(DatabaseError):
+    """Another connection holds a lock that opening the database needs.
+
+    Switching a new file to WAL and applying migrations take the write
+    lock, so :meth:`Store.open_file` raises this and the caller retries.
+    """
+
+
+def is_busy(exc: sqlite3.Error) -> bool:
+    """Tell whether *exc* means that another connection holds a lock."""
+    return getattr(exc, "sqlite_errorcode", None) in (
+        sqlite3.SQLITE_BUSY,
+        sqlite3.SQLITE_LOCKED,
+    ) or "locked" in str(exc)
+
+
+def _raise_if_busy(exc: sqlite3.Error, description: str) -> None:
+    if isinstance(exc, sqlite3.OperationalError) and is_busy(exc):
+        raise StoreBusy(
+            f"database {description!r} is locked by another connection: {exc}"
+        ) from exc
+
+
 @migrations(name="0001_jobs_and_owners")
 def _create_schema(db: sqlite_utils.Database) -> None:
     db.table("pulse_jobs").create(
@@ -114,7 +137,12 @@ class Store:
 
     @classmethod
     def open_file(cls, path: str | os.PathLike[str], synchronous: Synchronous) -> Store:
-        """Open or create the database file at *path*."""
+        """Open or create the database file at *path*.
+
+        Raises:
+            StoreBusy: Another connection holds a lock that opening needs;
+                retry after a pause.
+        """
         path = Path(path)
         if not path.parent.is_dir():
             raise DatabaseError(
@@ -160,6 +188,7 @@ class Store:
             self.conn.execute(f"PRAGMA synchronous = {synchronous}")
             self.conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
+            _raise_if_busy(exc, self.description)
             raise DatabaseError(
                 f"cannot use {self.description!r} as a pulse-trio database: {exc}; "
                 "is it an SQLite file?"
@@ -182,6 +211,7 @@ class Store:
                 with self.write():
                     migrations.apply(self.db)
         except sqlite3.DatabaseError as exc:
+            _raise_if_busy(exc, self.description)
             raise DatabaseError(
                 f"cannot read the schema of {self.description!r}: {exc}"
             ) from exc

@@ -210,14 +210,21 @@ class Worker:
                 raise
             if isinstance(exc, trio.TooSlowError) and scope.cancelled_caught:
                 self._fail_timeout(job, duration, limit)
+            elif scope.cancel_called:
+                # The timeout cancelled the handler, which then raised
+                # something else while it cleaned up.
+                timed_out = self._timeout_text(job, duration, limit)
+                prefix = f"{timed_out}; while cancelled it raised "
+                self._fail(job, duration, exc, prefix)
             else:
                 self._fail(job, duration, exc)
         else:
             duration = trio.current_time() - start
             if limit is not None and duration > limit:
                 logger.warning(
-                    "job %s (%s): ran %s, past its timeout of %s, because a "
-                    "handler in a thread cannot be interrupted; recorded as completed",
+                    "job %s (%s): ran %s, past its timeout of %s, and returned "
+                    "(a handler in a thread cannot be interrupted, and an async "
+                    "handler can catch the cancellation); recorded as completed",
                     job.id,
                     job.name,
                     _seconds(duration),
@@ -228,12 +235,14 @@ class Worker:
         finally:
             leave_job(token)
 
-    def _fail(self, job: ClaimedJob, duration: float, exc: BaseException) -> None:
+    def _fail(
+        self, job: ClaimedJob, duration: float, exc: BaseException, prefix: str = ""
+    ) -> None:
         self.persistence.submit_nowait(
             Fail(
                 job=job,
                 duration=duration,
-                error=describe_error(exc),
+                error=prefix + describe_error(exc),
                 traceback=format_traceback(exc),
                 exception=exc,
             )
@@ -242,12 +251,16 @@ class Worker:
     def _fail_timeout(
         self, job: ClaimedJob, duration: float, limit: float | None
     ) -> None:
-        error = (
-            f"JobTimeout: attempt {job.attempt} timed out after {_seconds(duration)} "
-            f"and was cancelled (timeout is {_seconds(limit or 0)})"
-        )
+        error = f"{self._timeout_text(job, duration, limit)} and was cancelled"
         self.persistence.submit_nowait(
             Fail(job=job, duration=duration, error=error, traceback="", exception=None)
+        )
+
+    @staticmethod
+    def _timeout_text(job: ClaimedJob, duration: float, limit: float | None) -> str:
+        return (
+            f"JobTimeout: attempt {job.attempt} timed out after {_seconds(duration)}"
+            f" (timeout is {_seconds(limit or 0)})"
         )
 
 

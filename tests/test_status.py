@@ -1,0 +1,302 @@
+"""Reported statuses and the dead-letter queue."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import pytest
+import trio
+
+from pulse_trio import (
+    JobConfig,
+    JobNotDead,
+    JobNotFound,
+    JobPriority,
+    JobStatus,
+    Pulse,
+    PulseError,
+    current_job,
+)
+
+from .helpers import read_job_row, wait_finished, wait_for_status
+
+OpenQueue = Callable[..., Awaitable[Pulse]]
+
+
+async def always_fail(_: Any) -> None:
+    raise ValueError("always fails")
+
+
+class TestStatus:
+    async def test_unknown_id_raises_lookup_error(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+
+        with pytest.raises(
+            JobNotFound, match=r"no job with id 'missing' exists"
+        ) as info:
+            await pulse.status("missing")
+
+        assert isinstance(info.value, LookupError)
+        assert isinstance(info.value, PulseError)
+        assert info.value.job_id == "missing"
+
+    async def test_due_job_is_pending(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        job_id = await pulse.enqueue("later", {"n": 1})
+
+        job = await pulse.status(job_id)
+
+        assert job.status is JobStatus.PENDING
+        assert job.id == job_id
+        assert job.name == "later"
+        assert job.payload == {"n": 1}
+        assert job.attempts == 0
+        assert job.priority is JobPriority.NORMAL
+        assert job.last_error is None
+        assert job.errors == ()
+        assert job.started_at is None
+        assert job.finished_at is None
+        assert job.run_at == job.created_at
+
+    async def test_future_job_is_scheduled_until_due(
+        self, open_queue: OpenQueue
+    ) -> None:
+        pulse = await open_queue()
+        job_id = await pulse.schedule("later", None, delay=60)
+
+        assert (await pulse.status(job_id)).status is JobStatus.SCHEDULED
+        await trio.sleep(59.9)
+        assert (await pulse.status(job_id)).status is JobStatus.SCHEDULED
+        await trio.sleep(0.2)
+        assert (await pulse.status(job_id)).status is JobStatus.PENDING
+
+    async def test_running_job_is_running(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        seen: list[JobStatus] = []
+        release = trio.Event()
+
+        async def look_at_self(_: Any) -> None:
+            seen.append((await pulse.status(current_job().id)).status)
+            await release.wait()
+
+        pulse.handle("look", look_at_self)
+        job_id = await pulse.enqueue("look")
+
+        async with pulse:
+            running = await wait_for_status(pulse, job_id, [JobStatus.RUNNING])
+            release.set()
+            [job] = await wait_finished(pulse, [job_id])
+
+        assert seen == [JobStatus.RUNNING]
+        assert running.attempts == 1
+        assert running.started_at is not None
+        assert job.status is JobStatus.COMPLETED
+        assert job.finished_at is not None
+        assert job.finished_at >= running.started_at
+
+    async def test_failed_job_is_retrying_then_pending(
+        self, open_queue: OpenQueue
+    ) -> None:
+        pulse = await open_queue()
+        pulse.handle("fail", always_fail)
+        config = JobConfig(max_retries=1, retry_delay=100)
+        job_id = await pulse.enqueue_with_config("fail", None, config)
+
+        async with pulse:
+            retrying = await wait_for_status(pulse, job_id, [JobStatus.RETRYING])
+            assert retrying.attempts == 1
+            assert retrying.last_error == "ValueError: always fails"
+            [job] = await wait_finished(pulse, [job_id])
+
+        assert job.status is JobStatus.DEAD
+
+    async def test_retrying_job_reported_pending_once_due(
+        self, open_queue: OpenQueue
+    ) -> None:
+        pulse = await open_queue()
+        pulse.handle("fail", always_fail)
+        config = JobConfig(max_retries=1, retry_delay=100)
+        job_id = await pulse.enqueue_with_config("fail", None, config)
+
+        async with pulse:
+            await wait_for_status(pulse, job_id, [JobStatus.RETRYING])
+            await pulse.shutdown_graceful()
+
+        # No queue runs now, so the job waits past its due time.
+        await trio.sleep(200)
+        job = await pulse.status(job_id)
+        assert job.status is JobStatus.PENDING
+        assert read_job_row(pulse, job_id)["status"] == "retrying"
+
+    async def test_completed_job_is_completed(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+
+        async def succeed(_: Any) -> None:
+            pass
+
+        pulse.handle("ok", succeed)
+        job_id = await pulse.enqueue("ok")
+
+        async with pulse:
+            [job] = await wait_finished(pulse, [job_id])
+
+        assert job.status is JobStatus.COMPLETED
+        assert job.attempts == 1
+        assert job.errors == ()
+
+
+class TestDeadLetter:
+    async def test_dead_jobs_lists_dead_in_order(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+
+        async def succeed(_: Any) -> None:
+            pass
+
+        pulse.handle("fail", always_fail)
+        pulse.handle("ok", succeed)
+        first = await pulse.enqueue_with_config("fail", 1, JobConfig.no_retry())
+        ok = await pulse.enqueue("ok")
+        second = await pulse.enqueue_with_config(
+            "fail", 2, JobConfig(max_retries=1, retry_delay=10)
+        )
+
+        assert await pulse.dead_jobs() == []
+        async with pulse:
+            await wait_finished(pulse, [first, ok, second])
+            dead = await pulse.dead_jobs()
+
+        assert [job.id for job in dead] == [first, second]
+        assert [job.status for job in dead] == [JobStatus.DEAD] * 2
+        assert [job.payload for job in dead] == [1, 2]
+
+    async def test_retry_makes_dead_job_pending(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue(workers=1)
+        config = JobConfig(
+            priority=JobPriority.HIGH, max_retries=1, retry_delay=0, timeout=30
+        )
+        unblock = trio.Event()
+
+        async def block(_: Any) -> None:
+            await unblock.wait()
+
+        pulse.handle("fail", always_fail)
+        pulse.handle("block", block)
+        job_id = await pulse.enqueue_with_config("fail", {"k": "v"}, config)
+
+        async with pulse:
+            [dead] = await wait_finished(pulse, [job_id])
+            # The only worker is busy, so the retried job waits as pending.
+            blocker = await pulse.enqueue("block")
+            await wait_for_status(pulse, blocker, [JobStatus.RUNNING])
+            await trio.sleep(5)
+            await pulse.retry(job_id)
+            job = await pulse.status(job_id)
+            dead_after_retry = await pulse.dead_jobs()
+            unblock.set()
+            [rerun] = await wait_finished(pulse, [job_id])
+
+        assert dead.status is JobStatus.DEAD
+        assert dead.finished_at is not None
+        assert job.status is JobStatus.PENDING
+        assert job.attempts == 0
+        assert job.config == config
+        assert job.payload == {"k": "v"}
+        assert job.finished_at is None
+        assert job.run_at - dead.finished_at >= timedelta(seconds=5)
+        # The error history stays.
+        assert [error.attempt for error in job.errors] == [1, 2]
+        assert dead_after_retry == []
+        # The retried job gets its full set of runs again.
+        assert rerun.status is JobStatus.DEAD
+        assert rerun.attempts == 2
+        assert len(rerun.errors) == 4
+
+    async def test_retried_job_runs_again(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        attempts: list[int] = []
+        healed = False
+
+        async def fail_until_healed(_: Any) -> None:
+            attempts.append(current_job().attempt)
+            if not healed:
+                raise ValueError("not healed yet")
+
+        pulse.handle("heal", fail_until_healed)
+        config = JobConfig(max_retries=1, retry_delay=0)
+        job_id = await pulse.enqueue_with_config("heal", None, config)
+
+        async with pulse:
+            await wait_finished(pulse, [job_id])
+            healed = True
+            await pulse.retry(job_id)
+            [job] = await wait_finished(pulse, [job_id])
+
+        assert attempts == [1, 2, 1]
+        assert job.status is JobStatus.COMPLETED
+        assert job.attempts == 1
+
+    async def test_retry_unknown_id_raises(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+
+        with pytest.raises(JobNotFound, match=r"no job with id 'nope' exists"):
+            await pulse.retry("nope")
+
+    async def test_retry_not_dead_raises(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        job_id = await pulse.enqueue("waiting")
+
+        with pytest.raises(
+            JobNotDead, match=rf"job '{job_id}' is pending, not dead"
+        ) as info:
+            await pulse.retry(job_id)
+
+        assert info.value.status == "pending"
+        assert (await pulse.status(job_id)).status is JobStatus.PENDING
+
+    async def test_retry_completed_raises(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+
+        async def succeed(_: Any) -> None:
+            pass
+
+        pulse.handle("ok", succeed)
+        job_id = await pulse.enqueue("ok")
+        async with pulse:
+            await wait_finished(pulse, [job_id])
+            with pytest.raises(JobNotDead, match=r"is completed, not dead"):
+                await pulse.retry(job_id)
+
+        assert (await pulse.status(job_id)).status is JobStatus.COMPLETED
+
+
+class TestAfterShutdownAndClose:
+    async def test_retry_works_after_shutdown(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        pulse.handle("fails", always_fail)
+        job_id = await pulse.enqueue_with_config("fails", None, JobConfig.no_retry())
+        async with pulse:
+            await pulse.drain()
+
+        await pulse.retry(job_id)
+
+        job = await pulse.status(job_id)
+        assert job.status is JobStatus.PENDING
+        assert job.attempts == 0
+
+    async def test_closed_queue_rejects_reads(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        job_id = await pulse.enqueue("later")
+        pulse.close()
+
+        with pytest.raises(PulseError, match=r"was closed; open a new Pulse"):
+            await pulse.status(job_id)
+        with pytest.raises(PulseError, match=r"was closed"):
+            await pulse.dead_jobs()
+        with pytest.raises(PulseError, match=r"was closed"):
+            pulse.statistics()
+        with pytest.raises(PulseError, match=r"was closed"):
+            await pulse.enqueue("later")
+        with pytest.raises(PulseError, match=r"was closed"):
+            await pulse.retry(job_id)

@@ -50,7 +50,7 @@ def _time_limit(seconds: float | None) -> Iterator[trio.CancelScope]:
 
 @attrs.define(eq=False)
 class InlineRunner:
-    """Runs the jobs of an inline queue in the task that enqueues them."""
+    """Runner of an inline queue's jobs, in the task that enqueues them."""
 
     store: Store
     persistence: Persistence

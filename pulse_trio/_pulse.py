@@ -167,6 +167,7 @@ class Pulse:
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
         lease: timedelta | float = DEFAULT_LEASE,
         keep_completed: timedelta | float | None = DEFAULT_KEEP_COMPLETED,
+        create: bool = True,
     ) -> Pulse:
         """Open the queue in the SQLite file at *path*, creating it if missing.
 
@@ -185,13 +186,17 @@ class Pulse:
             keep_completed: How long completed jobs are kept before a
                 running queue deletes them; ``None`` keeps them forever.
                 Dead jobs are kept until retried or purged.
+            create: Create the file and its tables if missing. With
+                ``False``, a missing file or one that is not a pulse-trio
+                database raises :exc:`DatabaseError` and is left unchanged;
+                tools that inspect an existing queue use this.
 
         Raises:
             DatabaseError: The file cannot be opened or is not a pulse-trio
                 database.
             SchemaTooNew: A newer pulse-trio wrote the database.
         """
-        store = await _open_file_store(path, synchronous)
+        store = await _open_file_store(path, synchronous, create)
         try:
             return cls(
                 store,
@@ -905,7 +910,7 @@ class Pulse:
 
 
 async def _open_file_store(
-    path: str | os.PathLike[str], synchronous: Synchronous
+    path: str | os.PathLike[str], synchronous: Synchronous, create: bool
 ) -> Store:
     """Open the store at *path*, sleeping between tries while it is locked.
 
@@ -916,7 +921,7 @@ async def _open_file_store(
     delay = 0.001
     while True:
         try:
-            return Store.open_file(path, synchronous)
+            return Store.open_file(path, synchronous, create=create)
         except StoreBusy as exc:
             if trio.current_time() >= deadline:
                 raise DatabaseError(

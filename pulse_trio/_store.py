@@ -11,10 +11,10 @@ from __future__ import annotations
 import json
 import os
 import sqlite3
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
 
 import sqlite_utils
 from sqlite_utils.migrations import Migrations
@@ -124,6 +124,43 @@ def _run_order(row: Row) -> tuple[int, int, int]:
     return (-row["priority"], row["run_at"], row["seq"])
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _damage_hint(exc: sqlite3.Error) -> str:
+    if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_CORRUPT:
+        return (
+            "; the file is damaged: restore it from a backup, or save what is "
+            "readable with the sqlite3 shell's .recover command"
+        )
+    return ""
+
+
+def _reads(
+    method: Callable[Concatenate[Store, P], R],
+) -> Callable[Concatenate[Store, P], R]:
+    """Report a failed read as :exc:`DatabaseError` naming the database.
+
+    Inside a transaction the SQLite error passes unchanged, because the
+    persistence actor decides by its type whether the whole batch fails.
+    """
+
+    def read(store: Store, /, *args: P.args, **kwargs: P.kwargs) -> R:
+        try:
+            return method(store, *args, **kwargs)
+        except sqlite3.DatabaseError as exc:
+            if store.conn.in_transaction:
+                raise
+            raise DatabaseError(
+                f"reading {store.description!r} failed: {exc}{_damage_hint(exc)}"
+            ) from exc
+
+    read.__name__ = method.__name__
+    read.__doc__ = method.__doc__
+    return read
+
+
 class Store:
     """One SQLite connection holding the queue's tables."""
 
@@ -136,18 +173,47 @@ class Store:
     # -- opening ---------------------------------------------------------
 
     @classmethod
-    def open_file(cls, path: str | os.PathLike[str], synchronous: Synchronous) -> Store:
+    def open_file(
+        cls,
+        path: str | os.PathLike[str],
+        synchronous: Synchronous,
+        *,
+        create: bool = True,
+    ) -> Store:
         """Open or create the database file at *path*.
+
+        With ``create=False`` the file must exist and hold a pulse-trio
+        database; nothing is added to any other file.
 
         Raises:
             StoreBusy: Another connection holds a lock that opening needs;
                 retry after a pause.
         """
         path = Path(path)
+        if not create and not path.is_file():
+            raise DatabaseError(
+                f"database {str(path)!r} not found; check the path, or start the "
+                "application once so that it creates the database"
+            )
         if not path.parent.is_dir():
             raise DatabaseError(
                 f"cannot open database {str(path)!r}: folder {str(path.parent)!r} "
                 "does not exist; create it first"
+            )
+        # SQLite opens a file it cannot write read-only without telling, and
+        # every later write would fail, so the check is made here. os.access
+        # also sees an immutable attribute or a read-only mount.
+        if path.exists() and not os.access(path, os.W_OK):
+            raise DatabaseError(
+                f"cannot open database {str(path)!r}: the file is read-only; "
+                "pulse-trio writes to every database it opens, so make it writable "
+                "(check its permissions, immutable attribute and mount)"
+            )
+        if not os.access(path.parent, os.W_OK):
+            raise DatabaseError(
+                f"cannot open database {str(path)!r}: folder {str(path.parent)!r} "
+                "is not writable; SQLite creates the -wal and -shm files next to "
+                "the database, so make the folder writable"
             )
         try:
             conn = sqlite3.connect(
@@ -161,7 +227,7 @@ class Store:
         store = cls(conn, str(path))
         try:
             store._configure(journal_mode="WAL", synchronous=synchronous)
-            store._migrate()
+            store._migrate(create=create)
         except BaseException:
             conn.close()
             raise
@@ -189,14 +255,20 @@ class Store:
             self.conn.execute("PRAGMA foreign_keys = ON")
         except sqlite3.DatabaseError as exc:
             _raise_if_busy(exc, self.description)
+            hint = _damage_hint(exc) or "; is it an SQLite file?"
             raise DatabaseError(
-                f"cannot use {self.description!r} as a pulse-trio database: {exc}; "
-                "is it an SQLite file?"
+                f"cannot use {self.description!r} as a pulse-trio database: {exc}{hint}"
             ) from exc
 
-    def _migrate(self) -> None:
+    def _migrate(self, *, create: bool = True) -> None:
         try:
             applied = {m.name for m in migrations.applied(self.db)}
+            if not create and not applied:
+                raise DatabaseError(
+                    f"{self.description!r} is not a pulse-trio database (it has "
+                    "no pulse-trio tables); pass the file that the application "
+                    "opens with Pulse.new()"
+                )
             known = {
                 m.name for m in migrations.pending(sqlite_utils.Database(memory=True))
             }
@@ -213,7 +285,8 @@ class Store:
         except sqlite3.DatabaseError as exc:
             _raise_if_busy(exc, self.description)
             raise DatabaseError(
-                f"cannot read the schema of {self.description!r}: {exc}"
+                f"cannot read the schema of {self.description!r}: "
+                f"{exc}{_damage_hint(exc)}"
             ) from exc
 
     def close(self) -> None:
@@ -325,6 +398,7 @@ class Store:
 
     # -- reads -----------------------------------------------------------
 
+    @_reads
     def count_waiting(self, now: int) -> dict[tuple[str, bool], int]:
         """Count waiting jobs by stored status and whether they are due."""
         counts = {("pending", True): self.conn.execute(_sql.COUNT_READY).fetchone()[0]}
@@ -332,34 +406,41 @@ class Store:
             counts[(row["status"], bool(row["due"]))] = row["jobs"]
         return counts
 
+    @_reads
     def count_waiting_by_priority(self) -> dict[int, int]:
         cursor = self.conn.execute(_sql.COUNT_WAITING_BY_PRIORITY)
         return {row["priority"]: row["jobs"] for row in cursor}
 
+    @_reads
     def count_running(self) -> int:
         value: int = self.conn.execute(_sql.COUNT_RUNNING).fetchone()[0]
         return value
 
+    @_reads
     def count_finished(self) -> dict[str, int]:
         cursor = self.conn.execute(_sql.COUNT_FINISHED)
         return {row["status"]: row["jobs"] for row in cursor}
 
+    @_reads
     def count_completed_since(self, since: int) -> int:
         row = self.conn.execute(_sql.COUNT_COMPLETED_SINCE, {"since": since}).fetchone()
         value: int = row[0]
         return value
 
+    @_reads
     def count_failed_since(self, since: int) -> int:
         row = self.conn.execute(_sql.COUNT_FAILED_SINCE, {"since": since}).fetchone()
         value: int = row[0]
         return value
 
+    @_reads
     def oldest_due(self, now: int) -> int | None:
         value: int | None = self.conn.execute(_sql.OLDEST_DUE, {"now": now}).fetchone()[
             0
         ]
         return value
 
+    @_reads
     def list_jobs(
         self, status: str | None, name: str | None, limit: int, now: int
     ) -> list[Row]:
@@ -368,28 +449,34 @@ class Store:
         params = {"name": name, "limit": limit, "now": now}
         return self.conn.execute(query, params).fetchall()
 
+    @_reads
     def data_version(self) -> int:
         """Return a number that changes when another connection commits."""
         value: int = self.conn.execute("PRAGMA data_version").fetchone()[0]
         return value
 
+    @_reads
     def get(self, job_id: str) -> Row | None:
         row: Row | None = self.conn.execute(_sql.SELECT_JOB, {"id": job_id}).fetchone()
         return row
 
+    @_reads
     def dead(self) -> list[Row]:
         return self.conn.execute(_sql.SELECT_DEAD).fetchall()
 
+    @_reads
     def next_future_time(self) -> int | None:
         """Return the earliest due time of any scheduled or retrying job."""
         value: int | None = self.conn.execute(_sql.NEXT_FUTURE_TIME).fetchone()[0]
         return value
 
+    @_reads
     def has_ready(self, names: Iterable[str]) -> bool:
         """Tell whether a due job of one of *names* waits to be claimed."""
         params = {"names": json.dumps(sorted(names))}
         return self.conn.execute(_sql.HAS_READY, params).fetchone() is not None
 
+    @_reads
     def next_future_time_for(self, names: Iterable[str]) -> int | None:
         """Return the earliest due time of the future jobs of *names*."""
         params = {"names": json.dumps(sorted(names))}
@@ -397,20 +484,24 @@ class Store:
         value: int | None = row[0]
         return value
 
+    @_reads
     def running_owners(self) -> list[str | None]:
         return [row[0] for row in self.conn.execute(_sql.SELECT_RUNNING_OWNERS)]
 
+    @_reads
     def running_of_owner(self, owner_id: str | None) -> list[Row]:
         return self.conn.execute(
             _sql.SELECT_RUNNING_OF_OWNER, {"owner": owner_id}
         ).fetchall()
 
+    @_reads
     def owner(self, owner_id: str | None) -> Row | None:
         row: Row | None = self.conn.execute(
             _sql.SELECT_OWNER, {"id": owner_id}
         ).fetchone()
         return row
 
+    @_reads
     def ready_unhandled(
         self, names: Iterable[str], cap: int = 10_000
     ) -> list[tuple[str, int]]:

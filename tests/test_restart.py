@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
@@ -206,3 +207,39 @@ async def test_reopen_keeps_schema_and_jobs(
     assert (await third.status(job_id)).status is JobStatus.PENDING
     [row] = read_file_rows(database_path, "SELECT count(*) AS n FROM pulse_jobs")
     assert row["n"] == 1
+
+
+class TestOpenExistingOnly:
+    async def test_missing_file_not_created(self, tmp_path: Path) -> None:
+        path = tmp_path / "absent.db"
+
+        with pytest.raises(DatabaseError, match=r"not found; check the path"):
+            await Pulse.new(path, create=False)
+
+        assert not path.exists()
+
+    async def test_foreign_database_left_unchanged(self, tmp_path: Path) -> None:
+        path = tmp_path / "other.db"
+        with sqlite3.connect(path) as conn:
+            conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.close()
+
+        with pytest.raises(DatabaseError, match=r"is not a pulse-trio database"):
+            await Pulse.new(path, create=False)
+
+        with sqlite3.connect(path) as conn:
+            tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master")]
+        conn.close()
+        assert tables == ["notes"]
+
+    async def test_existing_queue_opens(self, tmp_path: Path) -> None:
+        path = tmp_path / "queue.db"
+        first = await Pulse.new(path)
+        job_id = await first.enqueue("later")
+        first.close()
+
+        again = await Pulse.new(path, create=False)
+        try:
+            assert (await again.status(job_id)).name == "later"
+        finally:
+            again.close()

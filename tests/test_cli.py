@@ -1,0 +1,1158 @@
+"""The ``pulse-trio`` command line.
+
+The database commands run in-process through ``main(argv)``, against files
+that each test fills through the API beforehand. ``worker`` and
+``stats --watch`` run as child processes that the tests signal, on the
+real clock.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import runpy
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+from collections.abc import Awaitable, Callable, Iterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+import trio
+
+from pulse_trio import JobConfig, JobPriority, JobStatus, Pulse
+from pulse_trio._cli import build_parser, main
+from pulse_trio._cli_values import parse_duration
+from pulse_trio._cli_worker import exit_code_of
+
+DOCS = Path(__file__).resolve().parent.parent / "docs"
+
+Setup = Callable[[Pulse], Awaitable[Any]]
+
+
+def make_database(path: Path, setup: Setup, *, run_jobs: bool = False) -> Any:
+    """Create the database at *path*, call *setup* on it, and return its result.
+
+    With *run_jobs*, *setup* runs while the queue runs, and the queue is
+    drained before it stops. This runs its own ``trio.run`` on the real
+    clock, because the CLI stores and compares wall-clock times.
+    """
+
+    async def build() -> Any:
+        pulse = await Pulse.new(path, workers=1)
+        try:
+            if not run_jobs:
+                return await setup(pulse)
+            async with pulse:
+                result = await setup(pulse)
+                await pulse.drain()
+                return result
+        finally:
+            pulse.close()
+
+    return trio.run(build)
+
+
+def read_job(path: Path, job_id: str) -> Any:
+    async def read() -> Any:
+        pulse = await Pulse.new(path)
+        try:
+            return await pulse.status(job_id)
+        finally:
+            pulse.close()
+
+    return trio.run(read)
+
+
+def fail(_: Any) -> None:
+    raise ValueError("the payment service refused the card")
+
+
+def succeed(_: Any) -> None:
+    pass
+
+
+@pytest.fixture
+def database(tmp_path: Path) -> Iterator[Path]:
+    """A database with one completed, one dead, one pending and one
+    scheduled job; ``ids_by_status`` reads their ids."""
+    path = tmp_path / "jobs.db"
+
+    async def setup(pulse: Pulse) -> None:
+        pulse.handle("charge", fail)
+        pulse.handle("receipt", succeed)
+        await pulse.enqueue_with_config("charge", {"order": 7}, JobConfig.no_retry())
+        await pulse.enqueue("receipt", {"order": 7})
+
+    make_database(path, setup, run_jobs=True)
+
+    async def add_waiting(pulse: Pulse) -> None:
+        await pulse.enqueue("report", {"month": 5})
+        await pulse.schedule("report", {"month": 6}, delay=timedelta(hours=1))
+
+    make_database(path, add_waiting)
+    yield path
+
+
+def run_cli(capsys: pytest.CaptureFixture[str], *argv: object) -> tuple[int, str, str]:
+    code = main([str(arg) for arg in argv])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def run_json(capsys: pytest.CaptureFixture[str], *argv: object) -> Any:
+    code, out, err = run_cli(capsys, *argv, "--json")
+    assert code == 0, err
+    return json.loads(out)
+
+
+def ids_by_status(capsys: pytest.CaptureFixture[str], path: Path) -> dict[str, str]:
+    jobs = run_json(capsys, "jobs", path)
+    return {job["status"]: job["id"] for job in jobs}
+
+
+# -- stats ------------------------------------------------------------------
+
+
+class TestStats:
+    def test_text_counts_by_status(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(capsys, "stats", database)
+
+        assert code == 0, err
+        assert re.search(r"^pending\s+1$", out, re.MULTILINE)
+        assert re.search(r"^scheduled\s+1$", out, re.MULTILINE)
+        assert re.search(r"^completed\s+1$", out, re.MULTILINE)
+        assert re.search(r"^dead\s+1$", out, re.MULTILINE)
+        assert re.search(r"^normal\s+2$", out, re.MULTILINE)
+        assert "dead jobs: 1" in out
+        assert "oldest due job: waiting for" in out
+
+    def test_json_keys_are_stable(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        stats = run_json(capsys, "stats", database)
+
+        assert set(stats) == {
+            "database",
+            "at",
+            "by_status",
+            "waiting_by_priority",
+            "oldest_due_at",
+            "oldest_due_age",
+            "completed_last_minute",
+            "completed_last_hour",
+            "failed_last_minute",
+            "failed_last_hour",
+            "dead",
+        }
+        assert stats["by_status"] == {
+            "pending": 1,
+            "scheduled": 1,
+            "running": 0,
+            "retrying": 0,
+            "completed": 1,
+            "dead": 1,
+        }
+        assert stats["waiting_by_priority"] == {
+            "low": 0,
+            "normal": 2,
+            "high": 0,
+            "critical": 0,
+        }
+        assert stats["completed_last_minute"] == 1
+        assert stats["completed_last_hour"] == 1
+        assert stats["failed_last_minute"] == 1
+        assert stats["failed_last_hour"] == 1
+        assert stats["dead"] == 1
+        assert stats["database"] == str(database)
+
+    def test_json_times_are_iso_utc(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        stats = run_json(capsys, "stats", database)
+
+        at = datetime.fromisoformat(stats["at"])
+        oldest = datetime.fromisoformat(stats["oldest_due_at"])
+        assert at.utcoffset() == timedelta(0)
+        assert oldest.utcoffset() == timedelta(0)
+        assert oldest <= at
+        assert 0 <= stats["oldest_due_age"] < 600
+
+    def test_empty_database_has_no_oldest(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "empty.db"
+        make_database(path, lambda pulse: pulse.summary())
+
+        stats = run_json(capsys, "stats", path)
+        code, out, _ = run_cli(capsys, "stats", path)
+
+        assert stats["oldest_due_at"] is None
+        assert stats["oldest_due_age"] is None
+        assert code == 0
+        assert "oldest due job: none is waiting" in out
+
+
+# -- errors shared by the database commands -----------------------------------
+
+
+DATABASE_COMMANDS = [
+    ["stats"],
+    ["jobs"],
+    ["show", "0123"],
+    ["retry", "--all-dead"],
+    ["enqueue", "report"],
+    ["purge", "--status", "dead", "--older-than", "7d"],
+]
+
+
+class TestDatabaseErrors:
+    @pytest.mark.parametrize("command", DATABASE_COMMANDS, ids=lambda c: c[0])
+    def test_missing_file_is_not_created(
+        self, command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "missing.db"
+        name, *rest = command
+
+        code, out, err = run_cli(capsys, name, path, *rest)
+
+        assert code == 1
+        assert out == ""
+        assert f"no database file at {str(path)!r}" in err
+        assert "Traceback" not in err
+        assert not path.exists()
+
+    @pytest.mark.parametrize("command", DATABASE_COMMANDS, ids=lambda c: c[0])
+    def test_foreign_database_is_left_unchanged(
+        self, command: list[str], tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "other.db"
+        conn = sqlite3.connect(path)
+        conn.execute("CREATE TABLE notes (body TEXT)")
+        conn.commit()
+        conn.close()
+        name, *rest = command
+
+        code, _out, err = run_cli(capsys, name, path, *rest)
+
+        assert code == 1
+        assert "is not a pulse-trio database" in err
+        assert "Traceback" not in err
+        conn = sqlite3.connect(path)
+        tables = [row[0] for row in conn.execute("SELECT name FROM sqlite_master")]
+        conn.close()
+        assert tables == ["notes"]
+
+    def test_folder_is_rejected(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(capsys, "stats", tmp_path)
+
+        assert code == 1
+        assert "is not a file" in err
+
+    def test_non_sqlite_file_is_rejected(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "notes.db"
+        path.write_text("these are not the jobs you are looking for\n" * 100)
+
+        code, _, err = run_cli(capsys, "jobs", path)
+
+        assert code == 1
+        assert "is it an SQLite file?" in err
+        assert "Traceback" not in err
+
+    def test_no_command_prints_usage(self, capsys: pytest.CaptureFixture[str]) -> None:
+        code, _, err = run_cli(capsys)
+
+        assert code == 2
+        assert "usage: pulse-trio" in err
+
+    def test_help_exits_zero(self, capsys: pytest.CaptureFixture[str]) -> None:
+        code, out, _ = run_cli(capsys, "--help")
+
+        assert code == 0
+        for command in ("worker", "stats", "jobs", "show", "retry", "enqueue", "purge"):
+            assert command in out
+
+
+# -- jobs and show ------------------------------------------------------------
+
+
+class TestJobs:
+    def test_table_lists_every_job(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ids = ids_by_status(capsys, database)
+
+        code, out, err = run_cli(capsys, "jobs", database)
+
+        assert code == 0, err
+        lines = out.splitlines()
+        assert lines[0].split()[:4] == ["ID", "NAME", "STATUS", "PRIORITY"]
+        assert len(lines) == 5
+        for job_id in ids.values():
+            assert job_id in out
+        assert "ValueError: the payment service refused the card" in out
+
+    def test_status_filter(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        jobs = run_json(capsys, "jobs", database, "--status", "dead")
+
+        assert [job["name"] for job in jobs] == ["charge"]
+        assert jobs[0]["status"] == "dead"
+
+    def test_name_filter(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        jobs = run_json(capsys, "jobs", database, "--name", "report")
+
+        assert sorted(job["status"] for job in jobs) == ["pending", "scheduled"]
+
+    def test_limit_keeps_newest_and_says_so(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        jobs = run_json(capsys, "jobs", database, "--limit", "1")
+        code, out, _ = run_cli(capsys, "jobs", database, "--limit", "1")
+
+        assert [job["status"] for job in jobs] == ["scheduled"]
+        assert code == 0
+        assert "the newest 1 shown" in out
+
+    def test_no_match_message(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, "jobs", database, "--name", "nothing")
+
+        assert code == 0
+        assert out.strip() == "no jobs match"
+
+    def test_json_record_keys(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        jobs = run_json(capsys, "jobs", database, "--status", "dead")
+
+        assert set(jobs[0]) == {
+            "id",
+            "name",
+            "status",
+            "priority",
+            "attempts",
+            "max_retries",
+            "payload",
+            "last_error",
+            "created_at",
+            "run_at",
+            "started_at",
+            "finished_at",
+            "config",
+        }
+        assert jobs[0]["config"] == {
+            "priority": "normal",
+            "max_retries": 0,
+            "retry_delay": 5.0,
+            "max_retry_delay": 3600.0,
+            "timeout": 300.0,
+        }
+        assert jobs[0]["payload"] == {"order": 7}
+        assert datetime.fromisoformat(jobs[0]["finished_at"]).tzinfo is not None
+
+    def test_invalid_status_is_usage_error(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(capsys, "jobs", database, "--status", "lost")
+
+        assert code == 2
+        assert "invalid choice: 'lost'" in err
+
+    def test_invalid_limit_is_usage_error(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(capsys, "jobs", database, "--limit", "0")
+
+        assert code == 2
+        assert "invalid value '0'" in err
+
+
+class TestShow:
+    def test_text_has_error_and_traceback(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        dead = ids_by_status(capsys, database)["dead"]
+
+        code, out, err = run_cli(capsys, "show", database, dead)
+
+        assert code == 0, err
+        assert re.search(r"^status:\s+dead$", out, re.MULTILINE)
+        assert "attempt 1 failed at" in out
+        assert "Traceback (most recent call last)" in out
+        assert "in fail" in out
+        assert '"order": 7' in out
+
+    def test_json_has_error_history(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        dead = ids_by_status(capsys, database)["dead"]
+
+        job = run_json(capsys, "show", database, dead)
+
+        assert job["id"] == dead
+        assert len(job["errors"]) == 1
+        error = job["errors"][0]
+        assert set(error) == {"attempt", "error", "traceback", "failed_at"}
+        assert error["attempt"] == 1
+        assert error["error"] == "ValueError: the payment service refused the card"
+        assert "Traceback (most recent call last)" in error["traceback"]
+
+    def test_unknown_id(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(capsys, "show", database, "feedface")
+
+        assert code == 1
+        assert out == ""
+        assert "no job with id 'feedface'" in err
+        assert "Traceback" not in err
+
+
+# -- retry --------------------------------------------------------------------
+
+
+class TestRetry:
+    def test_dead_job_becomes_pending(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        dead = ids_by_status(capsys, database)["dead"]
+
+        code, out, err = run_cli(capsys, "retry", database, dead)
+
+        assert code == 0, err
+        assert out.strip() == f"retried job {dead}"
+        job = read_job(database, dead)
+        assert job.status is JobStatus.PENDING
+        assert job.attempts == 0
+        assert len(job.errors) == 1
+
+    def test_unknown_id_fails_but_others_retry(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        dead = ids_by_status(capsys, database)["dead"]
+
+        code, out, err = run_cli(capsys, "retry", database, "feedface", dead, "--json")
+
+        assert code == 1
+        assert json.loads(out) == {"retried": 1, "ids": [dead]}
+        assert "no job with id 'feedface'" in err
+        assert read_job(database, dead).status is JobStatus.PENDING
+
+    def test_job_not_dead(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        completed = ids_by_status(capsys, database)["completed"]
+
+        code, _, err = run_cli(capsys, "retry", database, completed)
+
+        assert code == 1
+        assert f"job {completed!r} is completed, not dead" in err
+
+    def test_all_dead(self, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+        path = tmp_path / "dead.db"
+
+        async def setup(pulse: Pulse) -> None:
+            pulse.handle("charge", fail)
+            pulse.handle("refund", fail)
+            config = JobConfig.no_retry()
+            await pulse.enqueue_many("charge", [1, 2, 3], config)
+            await pulse.enqueue_with_config("refund", 4, config)
+
+        make_database(path, setup, run_jobs=True)
+
+        named = run_json(capsys, "retry", path, "--all-dead", "--name", "refund")
+        code, out, _ = run_cli(capsys, "retry", path, "--all-dead")
+        left = run_json(capsys, "jobs", path, "--status", "dead")
+
+        assert named == {"retried": 1}
+        assert code == 0
+        assert out.strip() == "retried 3 dead jobs"
+        assert left == []
+
+    def test_needs_ids_or_all_dead(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(capsys, "retry", database)
+
+        assert code == 1
+        assert "give the ids of dead jobs to retry, or --all-dead" in err
+
+    def test_ids_and_all_dead_conflict(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(capsys, "retry", database, "feedface", "--all-dead")
+
+        assert code == 1
+        assert "or --all-dead" in err
+
+    def test_name_needs_all_dead(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        dead = ids_by_status(capsys, database)["dead"]
+
+        code, _, err = run_cli(capsys, "retry", database, dead, "--name", "charge")
+
+        assert code == 1
+        assert "--name is valid only with --all-dead" in err
+        assert read_job(database, dead).status is JobStatus.DEAD
+
+
+# -- enqueue ------------------------------------------------------------------
+
+
+class TestEnqueue:
+    def test_due_now_with_payload(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        record = run_json(capsys, "enqueue", database, "report", '{"month": 7}')
+
+        job = read_job(database, record["id"])
+        assert job.name == "report"
+        assert job.payload == {"month": 7}
+        assert job.status is JobStatus.PENDING
+        assert job.priority is JobPriority.NORMAL
+        assert record["status"] == "pending"
+
+    def test_payload_defaults_to_null(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        record = run_json(capsys, "enqueue", database, "cleanup")
+
+        assert record["payload"] is None
+
+    def test_text_output_names_the_job(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, "enqueue", database, "cleanup")
+
+        assert code == 0
+        assert re.fullmatch(
+            r"enqueued job [0-9a-f]{32} \(cleanup\), pending, due at .+ UTC\n", out
+        )
+
+    @pytest.mark.parametrize(
+        ("given", "expected"),
+        [("high", JobPriority.HIGH), ("CRITICAL", JobPriority.CRITICAL), ("0", 0)],
+    )
+    def test_priority(
+        self,
+        given: str,
+        expected: JobPriority,
+        database: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        record = run_json(
+            capsys, "enqueue", database, "report", "1", "--priority", given
+        )
+
+        assert read_job(database, record["id"]).priority == expected
+
+    def test_in_duration(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        before = datetime.now(UTC)
+        record = run_json(capsys, "enqueue", database, "report", "1", "--in", "1h30m")
+        after = datetime.now(UTC)
+
+        job = read_job(database, record["id"])
+        assert job.status is JobStatus.SCHEDULED
+        assert before + timedelta(minutes=90) <= job.run_at
+        assert job.run_at <= after + timedelta(minutes=90)
+
+    def test_at_time_with_offset(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        record = run_json(
+            capsys,
+            "enqueue",
+            database,
+            "report",
+            "1",
+            "--at",
+            "2099-06-01T11:00:00+02:00",
+        )
+
+        job = read_job(database, record["id"])
+        assert job.run_at == datetime(2099, 6, 1, 9, 0, tzinfo=UTC)
+        assert record["run_at"] == "2099-06-01T09:00:00.000000+00:00"
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            (["{user: 1}"], "invalid JSON payload '{user: 1}'"),
+            (["1", "--in", "5 minutes"], "invalid duration '5 minutes'"),
+            (["1", "--in", "30m1h"], "give each unit once, largest first"),
+            (["1", "--at", "next tuesday"], "invalid time 'next tuesday'"),
+            (["1", "--at", "2099-06-01T09:00"], "it has no UTC offset"),
+            (["1", "--priority", "urgent"], "invalid priority 'urgent'"),
+            (["1", "--at", "2099-06-01T09:00Z", "--in", "1h"], "not allowed with"),
+        ],
+    )
+    def test_invalid_arguments_store_nothing(
+        self,
+        options: list[str],
+        message: str,
+        database: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        code, out, err = run_cli(capsys, "enqueue", database, "report", *options)
+
+        assert code == 2
+        assert out == ""
+        assert message in err
+        assert "Traceback" not in err
+        assert len(run_json(capsys, "jobs", database)) == 4
+
+    def test_blank_name_is_rejected(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(capsys, "enqueue", database, " ")
+
+        assert code == 1
+        assert "job name must not be empty or blank" in err
+
+
+# -- purge --------------------------------------------------------------------
+
+
+def backdate_finished(path: Path, job_id: str, by: timedelta) -> None:
+    """Move the finish time of a job into the past, directly in the file."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.execute(
+                "UPDATE pulse_jobs SET finished_at = finished_at - ? WHERE id = ?",
+                (by // timedelta(microseconds=1), job_id),
+            )
+    finally:
+        conn.close()
+
+
+class TestPurge:
+    def test_deletes_only_older_jobs(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "old.db"
+
+        async def setup(pulse: Pulse) -> list[str]:
+            pulse.handle("receipt", succeed)
+            return await pulse.enqueue_many("receipt", [1, 2])
+
+        old, recent = make_database(path, setup, run_jobs=True)
+        backdate_finished(path, old, timedelta(days=8))
+
+        result = run_json(
+            capsys, "purge", path, "--status", "completed", "--older-than", "7d"
+        )
+        remaining = run_json(capsys, "jobs", path)
+
+        assert result == {"deleted": 1}
+        assert [job["id"] for job in remaining] == [recent]
+
+    def test_text_output(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(
+            capsys, "purge", database, "--status", "dead", "--older-than", "0s"
+        )
+
+        assert code == 0
+        assert out.strip() == "deleted 1 dead jobs that finished more than 0s ago"
+
+    def test_waiting_status_is_rejected(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(
+            capsys, "purge", database, "--status", "pending", "--older-than", "1d"
+        )
+
+        assert code == 2
+        assert "invalid choice: 'pending'" in err
+
+    def test_older_than_is_required(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(capsys, "purge", database, "--status", "dead")
+
+        assert code == 2
+        assert "--older-than" in err
+
+
+# -- values -------------------------------------------------------------------
+
+
+class TestDuration:
+    @pytest.mark.parametrize(
+        ("text", "seconds"),
+        [
+            ("90", 90),
+            ("0", 0),
+            ("2.5", 2.5),
+            ("30s", 30),
+            ("5m", 300),
+            ("2h", 7200),
+            ("7d", 604_800),
+            ("2w", 1_209_600),
+            ("1h30m", 5400),
+            ("1d2h3m4s", 93_784),
+            ("1.5h", 5400),
+            (" 10M ", 600),
+        ],
+    )
+    def test_valid(self, text: str, seconds: float) -> None:
+        assert parse_duration(text) == timedelta(seconds=seconds)
+
+    @pytest.mark.parametrize(
+        "text", ["", "5x", "m5", "30m1h", "1h1h", "-5", "nan", "inf", "1h 30m", "h"]
+    )
+    def test_invalid(self, text: str) -> None:
+        with pytest.raises(Exception, match="invalid duration") as info:
+            parse_duration(text)
+        assert type(info.value).__name__ == "ArgumentTypeError"
+
+
+class TestExitCode:
+    def test_system_exit_in_groups(self) -> None:
+        group = BaseExceptionGroup(
+            "outer", [BaseExceptionGroup("inner", [SystemExit(3)])]
+        )
+
+        assert exit_code_of(group) == 3
+
+    def test_system_exit_beside_cancellations(self) -> None:
+        cancelled = _cancelled()
+        group = BaseExceptionGroup("queue", [cancelled, SystemExit(4)])
+
+        assert exit_code_of(group) == 4
+
+    def test_system_exit_without_code(self) -> None:
+        assert exit_code_of(BaseExceptionGroup("g", [SystemExit()])) == 0
+
+    def test_keyboard_interrupt(self) -> None:
+        assert exit_code_of(BaseExceptionGroup("g", [KeyboardInterrupt()])) == 130
+
+    def test_other_error_is_not_an_exit(self) -> None:
+        group = BaseExceptionGroup("g", [SystemExit(3), ValueError("bug")])
+
+        assert exit_code_of(group) is None
+
+
+def _cancelled() -> BaseException:
+    async def capture() -> BaseException:
+        with trio.CancelScope() as scope:
+            scope.cancel()
+            try:
+                await trio.lowlevel.checkpoint()
+            except trio.Cancelled as exc:
+                return exc
+        raise AssertionError("the checkpoint was not cancelled")
+
+    return trio.run(capture)
+
+
+# -- worker: loading the app --------------------------------------------------
+
+
+@pytest.fixture
+def app_dir(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A folder for app modules; sys.path and sys.modules are restored after."""
+    monkeypatch.setattr(sys, "path", list(sys.path))
+    monkeypatch.setattr(sys, "modules", dict(sys.modules))
+    folder = tmp_path / "apps"
+    folder.mkdir()
+    return folder
+
+
+class TestWorkerApp:
+    @pytest.mark.parametrize("app", ["nocolon", "mod:", ":attr", "my-app:pulse"])
+    def test_malformed_app_is_usage_error(
+        self, app: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(capsys, "worker", app)
+
+        assert code == 2
+        assert f"invalid app {app!r}: use MODULE:ATTRIBUTE" in err
+
+    def test_missing_module(
+        self, app_dir: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(
+            capsys, "worker", "no_such_app_module:pulse", "--app-dir", app_dir
+        )
+
+        assert code == 1
+        assert "cannot import app module 'no_such_app_module'" in err
+        assert "Traceback" not in err
+
+    def test_missing_attribute(
+        self, app_dir: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (app_dir / "app_without_queue.py").write_text("x = 1\n")
+
+        code, _, err = run_cli(
+            capsys, "worker", "app_without_queue:pulse", "--app-dir", app_dir
+        )
+
+        assert code == 1
+        assert "has no attribute 'pulse'" in err
+        assert "Traceback" not in err
+
+    def test_attribute_not_a_queue(
+        self, app_dir: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (app_dir / "app_with_number.py").write_text("pulse = 42\n")
+
+        code, _, err = run_cli(
+            capsys, "worker", "app_with_number:pulse", "--app-dir", app_dir
+        )
+
+        assert code == 1
+        assert "is a int, not a Pulse" in err
+
+    def test_factory_returning_other_value(
+        self, app_dir: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (app_dir / "app_factory_none.py").write_text("async def make():\n    pass\n")
+
+        code, _, err = run_cli(
+            capsys, "worker", "app_factory_none:make", "--app-dir", app_dir
+        )
+
+        assert code == 1
+        assert "returned a NoneType, not a Pulse" in err
+
+    def test_error_in_app_shows_its_traceback(
+        self, app_dir: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (app_dir / "app_that_raises.py").write_text(
+            "def make():\n    raise RuntimeError('settings file is missing')\n"
+        )
+
+        code, _, err = run_cli(
+            capsys, "worker", "app_that_raises:make", "--app-dir", app_dir
+        )
+
+        assert code == 1
+        assert "calling 'app_that_raises:make' to create the queue failed" in err
+        assert "Traceback (most recent call last)" in err
+        assert "RuntimeError: settings file is missing" in err
+
+    def test_queue_that_cannot_run(
+        self, app_dir: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (app_dir / "app_inline.py").write_text(
+            "from pulse_trio import Pulse\n"
+            "def make():\n"
+            "    return Pulse.in_memory(inline=True)\n"
+        )
+
+        code, _, err = run_cli(
+            capsys, "worker", "app_inline:make", "--app-dir", app_dir
+        )
+
+        assert code == 1
+        assert "an inline queue runs each job inside enqueue()" in err
+        assert "Traceback" not in err
+
+    def test_broken_import_inside_app_shows_traceback(
+        self, app_dir: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        (app_dir / "app_bad_import.py").write_text("import no_such_dependency\n")
+
+        code, _, err = run_cli(
+            capsys, "worker", "app_bad_import:x", "--app-dir", app_dir
+        )
+
+        assert code == 1
+        assert "importing app module 'app_bad_import' failed" in err
+        assert "No module named 'no_such_dependency'" in err
+
+
+# -- worker: processes --------------------------------------------------------
+
+
+APP_MODULE = textwrap.dedent(
+    """
+    import os
+    import sys
+
+    import trio
+
+    from pulse_trio import Pulse
+
+
+    async def make_pulse():
+        pulse = await Pulse.new(os.environ["TEST_DATABASE"], workers=2)
+
+        async def greet(name):
+            with open(os.environ["TEST_OUTPUT"], "a") as output:
+                output.write(f"hello {name}\\n")
+
+        async def hang(_):
+            await trio.sleep_forever()
+
+        def leave(code):
+            sys.exit(code)
+
+        pulse.handle("greet", greet)
+        pulse.handle("hang", hang)
+        pulse.handle("leave", leave)
+        return pulse
+    """
+)
+
+STARTUP_TIMEOUT = 30.0
+"""Real seconds a child gets to print an expected line or to exit."""
+
+
+class Child:
+    """A ``python -m pulse_trio`` process, with its stderr collected."""
+
+    def __init__(self, process: trio.Process) -> None:
+        self.process = process
+        self.stderr = b""
+
+    async def collect(self, stream: trio.abc.ReceiveStream) -> None:
+        async for chunk in stream:
+            self.stderr += chunk
+
+    async def wait_for_stderr(self, text: str) -> None:
+        with trio.fail_after(STARTUP_TIMEOUT):
+            while text.encode() not in self.stderr:
+                if self.process.returncode is not None:
+                    raise AssertionError(f"exited first; stderr:\n{self.text}")
+                await trio.sleep(0.02)
+
+    async def wait(self) -> int:
+        with trio.fail_after(STARTUP_TIMEOUT):
+            return await self.process.wait()
+
+    @property
+    def text(self) -> str:
+        return self.stderr.decode(errors="replace")
+
+
+async def start_child(
+    nursery: trio.Nursery, args: list[str], cwd: Path, env: dict[str, str]
+) -> Child:
+    process = await trio.lowlevel.open_process(
+        [sys.executable, "-m", "pulse_trio", *args],
+        cwd=cwd,
+        env=env,
+        stdin=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    child = Child(process)
+    assert process.stderr is not None
+    assert process.stdout is not None
+    nursery.start_soon(child.collect, process.stderr)
+    return child
+
+
+@pytest.fixture
+def worker_env(tmp_path: Path) -> dict[str, str]:
+    (tmp_path / "jobs_app.py").write_text(APP_MODULE)
+    env = {
+        "PATH": "/usr/bin:/bin",
+        "TEST_DATABASE": str(tmp_path / "jobs.db"),
+        "TEST_OUTPUT": str(tmp_path / "output.txt"),
+    }
+    return env
+
+
+async def open_test_queue(env: dict[str, str]) -> Pulse:
+    return await Pulse.new(env["TEST_DATABASE"], workers=1)
+
+
+async def wait_for_job(pulse: Pulse, job_id: str, status: JobStatus) -> None:
+    with trio.fail_after(STARTUP_TIMEOUT):
+        while (await pulse.status(job_id)).status is not status:
+            await trio.sleep(0.02)
+
+
+WORKER_ARGS = ["worker", "jobs_app:make_pulse", "--log-level", "info"]
+
+
+@pytest.mark.processes
+class TestWorkerProcess:
+    async def test_sigterm_exits_zero_after_jobs(
+        self, tmp_path: Path, worker_env: dict[str, str]
+    ) -> None:
+        pulse = await open_test_queue(worker_env)
+        ids = await pulse.enqueue_many("greet", ["ada", "grace"])
+        async with trio.open_nursery() as nursery:
+            child = await start_child(
+                nursery, [*WORKER_ARGS, "--workers", "3"], tmp_path, worker_env
+            )
+            await child.wait_for_stderr("worker started")
+            for job_id in ids:
+                await wait_for_job(pulse, job_id, JobStatus.COMPLETED)
+            child.process.send_signal(signal.SIGTERM)
+            code = await child.wait()
+        pulse.close()
+
+        assert code == 0, child.text
+        output = (tmp_path / "output.txt").read_text().splitlines()
+        assert sorted(output) == ["hello ada", "hello grace"]
+        assert f"on database {worker_env['TEST_DATABASE']} with 3 workers" in child.text
+        assert "for jobs: greet, hang, leave" in child.text
+        assert "received SIGTERM: shutting down gracefully" in child.text
+        assert "worker stopped" in child.text
+
+    async def test_second_signal_stops_at_once(
+        self, tmp_path: Path, worker_env: dict[str, str]
+    ) -> None:
+        pulse = await open_test_queue(worker_env)
+        job_id = await pulse.enqueue("hang")
+        args = [*WORKER_ARGS, "--shutdown-timeout", "10m"]
+        async with trio.open_nursery() as nursery:
+            child = await start_child(nursery, args, tmp_path, worker_env)
+            await wait_for_job(pulse, job_id, JobStatus.RUNNING)
+            child.process.send_signal(signal.SIGINT)
+            await child.wait_for_stderr("received SIGINT: shutting down gracefully")
+            child.process.send_signal(signal.SIGTERM)
+            code = await child.wait()
+        job = await pulse.status(job_id)
+        pulse.close()
+
+        assert code == 0, child.text
+        assert "received SIGTERM again: cancelling running jobs now" in child.text
+        assert job.status is JobStatus.PENDING
+        assert job.attempts == 0
+
+    async def test_shutdown_timeout_cancels_running_job(
+        self, tmp_path: Path, worker_env: dict[str, str]
+    ) -> None:
+        pulse = await open_test_queue(worker_env)
+        job_id = await pulse.enqueue("hang")
+        args = [*WORKER_ARGS, "--shutdown-timeout", "0.2"]
+        async with trio.open_nursery() as nursery:
+            child = await start_child(nursery, args, tmp_path, worker_env)
+            await wait_for_job(pulse, job_id, JobStatus.RUNNING)
+            child.process.send_signal(signal.SIGTERM)
+            code = await child.wait()
+        job = await pulse.status(job_id)
+        pulse.close()
+
+        assert code == 0, child.text
+        assert job.status is JobStatus.PENDING
+        assert job.attempts == 0
+
+    async def test_system_exit_in_handler_sets_exit_code(
+        self, tmp_path: Path, worker_env: dict[str, str]
+    ) -> None:
+        pulse = await open_test_queue(worker_env)
+        await pulse.enqueue("leave", 3)
+        pulse.close()
+        async with trio.open_nursery() as nursery:
+            child = await start_child(nursery, WORKER_ARGS, tmp_path, worker_env)
+            code = await child.wait()
+
+        assert code == 3, child.text
+        assert "Traceback" not in child.text
+
+    async def test_watch_refreshes_until_ctrl_c(
+        self, tmp_path: Path, worker_env: dict[str, str]
+    ) -> None:
+        pulse = await open_test_queue(worker_env)
+        await pulse.enqueue("greet", "ada")
+        pulse.close()
+        args = ["stats", worker_env["TEST_DATABASE"], "--json", "--watch", "0.05"]
+        async with trio.open_nursery() as nursery:
+            child = await start_child(nursery, args, tmp_path, worker_env)
+            assert child.process.stdout is not None
+            received = b""
+            with trio.fail_after(STARTUP_TIMEOUT):
+                async for chunk in child.process.stdout:
+                    received += chunk
+                    if received.count(b"\n") >= 3:
+                        break
+            child.process.send_signal(signal.SIGINT)
+            code = await child.wait()
+
+        assert code == 0, child.text
+        lines = received.decode().splitlines()
+        for line in lines[:3]:
+            assert json.loads(line)["by_status"]["pending"] == 1
+
+
+# -- the docs -----------------------------------------------------------------
+
+
+def load_check_script(folder: Path) -> Any:
+    """Write the alert script of the monitoring page to *folder*, and
+    return its ``check`` function."""
+    page = (DOCS / "monitoring.md").read_text()
+    match = re.search(r"```python\n(# check_queue\.py\n.*?)^```$", page, re.M | re.S)
+    assert match, "monitoring.md has no check_queue.py block"
+    script = folder / "check_queue.py"
+    script.write_text(match.group(1))
+    return runpy.run_path(str(script))["check"]
+
+
+@pytest.mark.processes
+class TestMonitoringScript:
+    def test_dead_job_is_critical(self, database: Path, tmp_path: Path) -> None:
+        check = load_check_script(tmp_path)
+
+        status, message = check(str(database), 300.0)
+
+        assert status == 2
+        assert message == "CRITICAL: 1 dead jobs"
+
+    def test_healthy_queue_is_ok(self, tmp_path: Path) -> None:
+        path = tmp_path / "healthy.db"
+        make_database(path, lambda pulse: pulse.enqueue("report", 1))
+        check = load_check_script(tmp_path)
+
+        status, message = check(str(path), 300.0)
+
+        assert status == 0
+        assert message == "OK: 1 pending, 0 completed in the last hour"
+
+    def test_long_wait_is_critical(self, tmp_path: Path) -> None:
+        path = tmp_path / "slow.db"
+        make_database(path, lambda pulse: pulse.enqueue("report", 1))
+        check = load_check_script(tmp_path)
+
+        status, message = check(str(path), -1.0)
+
+        assert status == 2
+        assert message.startswith("CRITICAL: the oldest due job has waited")
+
+    def test_missing_database_is_unknown(self, tmp_path: Path) -> None:
+        check = load_check_script(tmp_path)
+
+        status, message = check(str(tmp_path / "missing.db"), 300.0)
+
+        assert status == 3
+        assert message.startswith("UNKNOWN: pulse-trio: error: no database file")
+
+
+def test_reference_lists_every_option() -> None:
+    reference = (DOCS / "cli.md").read_text()
+    parser = build_parser()
+    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+
+    for name, command in commands.items():
+        assert f"## `{name}`" in reference, name
+        for action in command._actions:
+            for option in action.option_strings:
+                if option not in ("-h", "--help"):
+                    assert f"`{option}" in reference, f"{name} {option}"

@@ -3,9 +3,10 @@
 Each call of :meth:`Pulse.run` is an owner with a random id, recorded in the
 ``pulse_owners`` table with its host, process id, process start time and a
 lease that it renews while it runs. A running job names its owner. The job
-is orphaned when its owner's lease has expired, or at once when the owner
-was on this host and its process is gone. A process id alone can be reused
-by a later process, so the start time recorded beside it must match too.
+is orphaned at once when the owner was on this host and its process is
+gone, and when the owner was on another host once its lease has expired.
+A process id alone can be reused by a later process, so the start time
+recorded beside it must match too.
 """
 
 from __future__ import annotations
@@ -74,21 +75,29 @@ class Owner:
 def owner_is_dead(row: Mapping[str, Any] | None, now: int) -> bool:
     """Tell whether the owner described by a ``pulse_owners`` row is dead.
 
-    A missing row means the owner is gone. An expired lease means dead
-    wherever the owner ran. On this host, a process that no longer exists,
-    or whose start time differs from the recorded one, is dead at once.
+    A missing row means the owner is gone. On this host the process decides,
+    not the lease: an owner whose process runs with the recorded start time
+    is alive, and one whose process is gone, or whose pid now belongs to a
+    later process, is dead at once. The lease is compared with the wall
+    clock, and a jump of that clock would make live owners look expired.
+    On other hosts, and where no start time is known, an expired lease
+    means dead.
+
+    NOTE: so on this host a process that hangs, or that stopped its queue
+    without recording the end of its runs, keeps their jobs until it exits.
     """
-    if row is None or row["lease_until"] < now:
+    if row is None:
         return True
+    expired: bool = row["lease_until"] < now
     if row["host"] != socket.gethostname():
-        return False
+        return expired
     pid: int = row["pid"]
     if pid == os.getpid():
         return row["id"] not in _live_in_process
     recorded: str | None = row["process_start"]
     if recorded is not None:
         return process_start(pid) != recorded
-    return not _pid_exists(pid)
+    return expired or not _pid_exists(pid)
 
 
 def _pid_exists(pid: int) -> bool:

@@ -39,7 +39,7 @@ from ._messages import (
     RetryDead,
 )
 from ._owner import owner_is_dead
-from ._store import Row, Store
+from ._store import Row, Store, is_busy
 
 logger = logging.getLogger(__name__)
 
@@ -48,6 +48,9 @@ MAX_BATCH = 1000
 
 BUSY_RETRY_LIMIT = 30.0
 """Seconds a batch keeps retrying while another process holds the lock."""
+
+RESULT_RETRY_PAUSE = 1.0
+"""Seconds between two tries to record job results whose write failed."""
 
 
 @attrs.frozen
@@ -90,13 +93,6 @@ def _error_entry(attempt: int, error: str, traceback: str, now: int) -> str:
     )
 
 
-def _is_busy(exc: sqlite3.OperationalError) -> bool:
-    return getattr(exc, "sqlite_errorcode", None) in (
-        sqlite3.SQLITE_BUSY,
-        sqlite3.SQLITE_LOCKED,
-    ) or "locked" in str(exc)
-
-
 @attrs.define(eq=False)
 class Persistence:
     """Applies requests to the store in batches, one commit per batch."""
@@ -110,6 +106,12 @@ class Persistence:
     # Requests sent but not yet applied. The channel's buffer cannot tell,
     # because trio hands a message straight to a waiting receiver.
     _in_flight: int = attrs.field(default=0, init=False)
+    # Results of finished runs whose write failed (disk full, I/O error).
+    # Without a retry their jobs would stay running until this process
+    # ends, because recovery never takes the jobs of a live owner.
+    _unrecorded: list[Complete | Fail] = attrs.field(factory=list, init=False)
+    _retry_at: float = attrs.field(default=math.inf, init=False)
+    _closing: bool = attrs.field(default=False, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._send, self._receive = trio.open_memory_channel(math.inf)
@@ -131,7 +133,7 @@ class Persistence:
 
     def is_idle(self) -> bool:
         """Tell whether every request sent so far has been applied."""
-        return self._in_flight == 0
+        return self._in_flight == 0 and not self._unrecorded
 
     def close(self) -> None:
         """Let the actor finish the queued requests, then return."""
@@ -147,27 +149,51 @@ class Persistence:
         The loop is shielded from cancellation: when the queue is cancelled,
         workers still send the release of each interrupted job, and those
         writes must land, or the jobs would stay running until recovered.
-        The loop ends once the channel is closed and empty.
+        The loop ends once the channel is closed and empty, after one last
+        try to record the results whose write failed.
         """
         self.running = True
         task_status.started()
         try:
             with trio.CancelScope(shield=True):
-                async for first in self._receive:
-                    # One pass of the run queue lets the tasks that are ready
-                    # send their requests too, so they share this commit.
-                    await trio.lowlevel.cancel_shielded_checkpoint()
-                    batch = [first]
-                    while len(batch) < MAX_BATCH:
+                while True:
+                    first: Message | None = None
+                    with trio.move_on_at(self._retry_at):
                         try:
-                            batch.append(self._receive.receive_nowait())
-                        except (trio.WouldBlock, trio.EndOfChannel):
+                            first = await self._receive.receive()
+                        except trio.EndOfChannel:
                             break
-                    await self._commit(batch, counted=True)
+                    if first is not None:
+                        await self._commit_from(first)
+                    if trio.current_time() >= self._retry_at:
+                        await self._retry_unrecorded()
+                self._closing = True
+                await self._retry_unrecorded()
         finally:
             self.running = False
 
-    async def _commit(self, batch: list[Message], *, counted: bool = False) -> None:
+    async def _commit_from(self, first: Message) -> None:
+        # One pass of the run queue lets the tasks that are ready send their
+        # requests too, so they share this commit.
+        await trio.lowlevel.cancel_shielded_checkpoint()
+        batch = [first]
+        while len(batch) < MAX_BATCH:
+            try:
+                batch.append(self._receive.receive_nowait())
+            except (trio.WouldBlock, trio.EndOfChannel):
+                break
+        await self._commit(batch, counted=True)
+
+    async def _retry_unrecorded(self) -> None:
+        batch: list[Message] = list(self._unrecorded)
+        self._unrecorded.clear()
+        self._retry_at = math.inf
+        if batch:
+            await self._commit(batch, retrying=True)
+
+    async def _commit(
+        self, batch: list[Message], *, counted: bool = False, retrying: bool = False
+    ) -> None:
         """Apply *batch*, retrying while another process holds the lock.
 
         With *counted*, the batch came through the channel and leaves the
@@ -182,7 +208,7 @@ class Persistence:
             try:
                 outcomes = self._execute(batch)
             except sqlite3.OperationalError as exc:
-                if not _is_busy(exc) or trio.current_time() > deadline:
+                if not is_busy(exc) or trio.current_time() > deadline:
                     failure = exc
                 else:
                     await trio.sleep(delay)
@@ -192,7 +218,7 @@ class Persistence:
         if counted:
             self._in_flight -= len(batch)
         if failure is not None:
-            self._fail_batch(batch, failure)
+            self._fail_batch(batch, failure, retrying=retrying)
             return
         assert outcomes is not None
         for message, result, error in outcomes:
@@ -224,11 +250,29 @@ class Persistence:
         with self.store.savepoint():
             return self._apply(message, now)
 
-    def _fail_batch(self, batch: list[Message], exc: sqlite3.Error) -> None:
+    def _fail_batch(
+        self, batch: list[Message], exc: sqlite3.Error, *, retrying: bool = False
+    ) -> None:
         error = DatabaseError(f"write to {self.store.description!r} failed: {exc}")
         error.__cause__ = exc
         for message in batch:
-            self._finish(message, None, error)
+            keep = self.running and not self._closing
+            if keep and isinstance(message, (Complete, Fail)):
+                if not retrying:  # logged once per result, not at every try
+                    self._report_error(message, error)
+                    logger.warning(
+                        "job %s (%s): trying again to record the result every %g s",
+                        message.job.id,
+                        message.job.name,
+                        RESULT_RETRY_PAUSE,
+                        extra={"job_id": message.job.id, "job_name": message.job.name},
+                    )
+                self._unrecorded.append(message)
+                self._retry_at = min(
+                    self._retry_at, trio.current_time() + RESULT_RETRY_PAUSE
+                )
+            else:
+                self._finish(message, None, error)
 
     def _finish(self, message: Message, result: Any, error: Exception | None) -> None:
         reply = getattr(message, "reply", None)
@@ -338,7 +382,12 @@ class Persistence:
             for row in self.store.running_of_owner(owner_id):
                 job = claimed_job(row, owner_id or "")
                 recovered.append((job, self._recover_job(job, now)))
-        self.store.delete_unused_owners(now)
+        # An expired lease alone does not prove an owner on this host dead
+        # (the wall clock may have jumped), and a live owner whose record
+        # was deleted would lose its next claimed jobs to recovery.
+        for row in self.store.unused_owners(now):
+            if owner_is_dead(row, now):
+                self.store.delete_owner(row["id"])
         return recovered
 
     def _recover_job(self, job: ClaimedJob, now: int) -> FailOutcome:

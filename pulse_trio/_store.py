@@ -202,7 +202,7 @@ class Store:
             )
         # SQLite opens a file it cannot write read-only without telling, and
         # every later write would fail, so the check is made here. os.access
-        # also sees an immutable attribute or a read-only mount.
+        # also detects an immutable attribute or a read-only mount.
         if path.exists() and not os.access(path, os.W_OK):
             raise DatabaseError(
                 f"cannot open database {str(path)!r}: the file is read-only; "
@@ -393,8 +393,9 @@ class Store:
     def delete_owner(self, owner_id: str) -> None:
         self.conn.execute(_sql.DELETE_OWNER, {"id": owner_id})
 
-    def delete_unused_owners(self, now: int) -> None:
-        self.conn.execute(_sql.DELETE_UNUSED_OWNERS, {"now": now})
+    def unused_owners(self, now: int) -> list[Row]:
+        """Return the owners whose lease expired and that run no job."""
+        return self.conn.execute(_sql.SELECT_UNUSED_OWNERS, {"now": now}).fetchall()
 
     # -- reads -----------------------------------------------------------
 

@@ -1,0 +1,353 @@
+"""Broken databases and environments: clear errors, and nothing stored lost.
+
+Read-only files and folders are made with ``chattr +i``, because the tests
+may run as root, whom permission bits do not stop. A full disk is a small
+tmpfs mounted for the test; where mounting is not allowed, SQLite's
+``PRAGMA max_page_count`` caps the file instead.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import shutil
+import sqlite3
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import trio
+
+from pulse_trio import DatabaseError, JobStatus, Pulse, SchemaTooNew
+
+from .helpers import read_file_rows, wait_finished
+
+
+@contextlib.contextmanager
+def immutable(path: Path) -> Iterator[None]:
+    """Make *path* immutable for the block, or skip the test if impossible."""
+    chattr = shutil.which("chattr")
+    if chattr is None:
+        pytest.skip("chattr is not installed, so no read-only file can be made")
+    result = subprocess.run([chattr, "+i", str(path)], capture_output=True, check=False)
+    if result.returncode != 0:
+        pytest.skip(f"chattr +i failed ({result.stderr.decode().strip()})")
+    try:
+        yield
+    finally:
+        subprocess.run([chattr, "-i", str(path)], check=True)
+
+
+async def make_queue_file(path: Path, payloads: list[str]) -> list[str]:
+    """Create a queue database storing one pending job per payload."""
+    pulse = await Pulse.new(path)
+    ids = await pulse.enqueue_many("record", payloads)
+    pulse.close()
+    return ids
+
+
+def stored_payloads(path: Path) -> list[str]:
+    rows = read_file_rows(path, "SELECT payload FROM pulse_jobs ORDER BY seq")
+    return [row["payload"] for row in rows]
+
+
+async def test_missing_folder_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "no-such-folder" / "queue.db"
+
+    with pytest.raises(
+        DatabaseError,
+        match=r"cannot open database '.*no-such-folder/queue\.db': folder "
+        r"'.*no-such-folder' does not exist; create it first",
+    ):
+        await Pulse.new(path)
+
+    assert not path.parent.exists()
+
+
+async def test_read_only_file_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    await make_queue_file(path, ["kept"])
+    before = path.read_bytes()
+
+    with (
+        immutable(path),
+        pytest.raises(
+            DatabaseError,
+            match=r"cannot open database '.*queue\.db': the file is read-only; "
+            r"pulse-trio writes to every database it opens, so make it writable",
+        ),
+    ):
+        await Pulse.new(path)
+
+    assert path.read_bytes() == before
+    assert stored_payloads(path) == ['"kept"']
+
+
+async def test_read_only_folder_rejected(tmp_path: Path) -> None:
+    folder = tmp_path / "queues"
+    folder.mkdir()
+    path = folder / "queue.db"
+    await make_queue_file(path, ["kept"])
+
+    with immutable(folder):
+        with pytest.raises(
+            DatabaseError,
+            match=r"cannot open database '.*queue\.db': folder '.*queues' is not "
+            r"writable; SQLite creates the -wal and -shm files next to the "
+            r"database, so make the folder writable",
+        ):
+            await Pulse.new(path)
+        with pytest.raises(DatabaseError, match=r"folder '.*queues' is not writable"):
+            await Pulse.new(folder / "new.db")
+
+    assert stored_payloads(path) == ['"kept"']
+    assert not (folder / "new.db").exists()
+
+
+async def test_file_not_sqlite_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "notes.txt"
+    text = "these are notes, not a database\n" * 200
+    path.write_text(text)
+
+    with pytest.raises(
+        DatabaseError,
+        match=r"cannot use '.*notes\.txt' as a pulse-trio database: file is not a "
+        r"database; is it an SQLite file\?",
+    ):
+        await Pulse.new(path)
+
+    assert path.read_text() == text
+
+
+async def test_corrupted_file_rejected(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    await make_queue_file(path, [f"job {index}" for index in range(200)])
+    data = bytearray(path.read_bytes())
+    # Keep the 100-byte header, so SQLite recognises the file, and damage
+    # the schema table on page 1 and every page after it.
+    for index in range(100, len(data)):
+        data[index] ^= 0x5A
+    path.write_bytes(bytes(data))
+
+    with pytest.raises(
+        DatabaseError,
+        match=r"'.*queue\.db'.*database disk image is malformed; the file is "
+        r"damaged: restore it from a backup",
+    ):
+        await Pulse.new(path)
+
+    assert path.read_bytes() == bytes(data)
+
+
+async def test_damaged_jobs_table_reported(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    await make_queue_file(path, ["x" * 3000 for _ in range(100)])
+    data = bytearray(path.read_bytes())
+    page_size = int.from_bytes(data[16:18], "big")
+    # Damage only pages past the schema, where the job rows live.
+    for index in range(4 * page_size, len(data)):
+        data[index] ^= 0x5A
+    path.write_bytes(bytes(data))
+    pulse = await Pulse.new(path)  # the schema itself is intact
+
+    with pytest.raises(
+        DatabaseError,
+        match=r"reading '.*queue\.db' failed: database disk image is malformed; "
+        r"the file is damaged: restore it from a backup",
+    ):
+        await pulse.list_jobs()
+    with pytest.raises(DatabaseError, match=r"database disk image is malformed"):
+        await pulse.enqueue("record", "new")
+    pulse.close()
+
+
+async def test_newer_schema_refused(tmp_path: Path) -> None:
+    path = tmp_path / "queue.db"
+    await make_queue_file(path, ["kept"])
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+            "VALUES ('pulse_trio', '0099_from_a_newer_release', '2030-01-01')"
+        )
+    conn.close()
+    before = read_file_rows(path, "SELECT * FROM _sqlite_migrations ORDER BY id")
+
+    with pytest.raises(
+        SchemaTooNew,
+        match=r"database '.*queue\.db' has schema changes this version of "
+        r"pulse-trio does not know \(0099_from_a_newer_release\); it was written "
+        r"by a newer pulse-trio, so upgrade pulse-trio to open it",
+    ):
+        await Pulse.new(path)
+
+    after = read_file_rows(path, "SELECT * FROM _sqlite_migrations ORDER BY id")
+    assert [tuple(row) for row in after] == [tuple(row) for row in before]
+    assert stored_payloads(path) == ['"kept"']
+
+
+async def test_other_migration_sets_ignored(tmp_path: Path) -> None:
+    # Another library's migrations in the same file are not pulse-trio's.
+    path = tmp_path / "queue.db"
+    await make_queue_file(path, ["kept"])
+    conn = sqlite3.connect(path)
+    with conn:
+        conn.execute(
+            "INSERT INTO _sqlite_migrations (migration_set, name, applied_at) "
+            "VALUES ('someone_else', '0001_tables', '2030-01-01')"
+        )
+    conn.close()
+
+    pulse = await Pulse.new(path)
+    assert [job.payload for job in await pulse.list_jobs()] == ["kept"]
+    pulse.close()
+
+
+# -- durability modes -------------------------------------------------------
+
+
+@pytest.mark.parametrize(("mode", "level"), [("NORMAL", 1), ("FULL", 2)])
+async def test_synchronous_mode_set_on_connection(
+    tmp_path: Path, mode: str, level: int
+) -> None:
+    pulse = await Pulse.new(tmp_path / "queue.db", synchronous=mode)  # type: ignore[arg-type]
+    conn = pulse._store.conn
+
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == level
+    assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    pulse.close()
+
+
+async def test_default_synchronous_is_normal(tmp_path: Path) -> None:
+    pulse = await Pulse.new(tmp_path / "queue.db")
+
+    assert pulse._store.conn.execute("PRAGMA synchronous").fetchone()[0] == 1
+    pulse.close()
+
+
+# -- a full disk ------------------------------------------------------------
+
+SMALL_DISK_BYTES = 1024 * 1024
+PAYLOAD = "p" * 20_000
+
+
+@contextlib.contextmanager
+def small_disk(folder: Path) -> Iterator[Path]:
+    """Mount a tmpfs of :data:`SMALL_DISK_BYTES` at *folder*, or skip."""
+    folder.mkdir()
+    mount = shutil.which("mount")
+    if mount is None:
+        pytest.skip("mount is not installed")
+    result = subprocess.run(
+        [mount, "-t", "tmpfs", "-o", f"size={SMALL_DISK_BYTES}", "tmpfs", str(folder)],
+        capture_output=True,
+        check=False,
+    )
+    if result.returncode != 0:
+        pytest.skip(f"cannot mount a tmpfs: {result.stderr.decode().strip()}")
+    try:
+        yield folder
+    finally:
+        subprocess.run(["umount", "-l", str(folder)], check=True)
+
+
+def fill_disk(folder: Path, leave: int) -> Path:
+    """Fill the disk at *folder* with one file, leaving about *leave* bytes."""
+    filler = folder / "filler"
+    usage = shutil.disk_usage(folder)
+    filler.write_bytes(b"\0" * max(usage.free - leave, 0))
+    return filler
+
+
+async def enqueue_until_full(pulse: Pulse) -> tuple[list[str], DatabaseError]:
+    stored = []
+    for _ in range(1000):
+        try:
+            stored.append(await pulse.enqueue("record", PAYLOAD))
+        except DatabaseError as exc:
+            return stored, exc
+    raise AssertionError("the disk never filled up")
+
+
+async def test_disk_full_write_fails_cleanly(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        path = disk / "queue.db"
+        pulse = await Pulse.new(path)
+        runs: list[str] = []
+
+        async def record(payload: str) -> None:
+            runs.append(payload)
+
+        pulse.handle("record", record)
+        first = await pulse.enqueue("record", "before")
+        filler = fill_disk(disk, leave=200_000)
+        stored, error = await enqueue_until_full(pulse)
+
+        assert "database or disk is full" in str(error)
+        assert str(path) in str(error)
+        # The failed enqueue stored nothing, and every earlier one is kept.
+        rows = read_file_rows(path, "SELECT id FROM pulse_jobs ORDER BY seq")
+        assert [row["id"] for row in rows] == [first, *stored]
+        with pytest.raises(DatabaseError, match=r"database or disk is full"):
+            await pulse.enqueue_many("record", [PAYLOAD] * 20)
+        assert len(read_file_rows(path, "SELECT id FROM pulse_jobs")) == len(rows)
+
+        filler.unlink()
+        after = await pulse.enqueue("record", "after")
+        async with pulse:
+            jobs = await wait_finished(pulse, [first, *stored, after])
+        pulse.close()
+
+    assert {job.status for job in jobs} == {JobStatus.COMPLETED}
+    assert sorted(runs) == sorted(["before", "after", *[PAYLOAD] * len(stored)])
+
+
+async def test_disk_full_while_running(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk") as disk:
+        path = disk / "queue.db"
+        pulse = await Pulse.new(path, workers=2)
+        filler = disk / "filler"
+
+        async def record(payload: str) -> None:
+            if payload == "fill" and not filler.exists():
+                fill_disk(disk, leave=0)
+            await trio.sleep(1)
+
+        pulse.handle("record", record)
+        ids = await pulse.enqueue_many("record", ["fill", "a", "b", "c"])
+        async with pulse:
+            # The first runs end while the disk is full, so their results
+            # cannot be written until space is back.
+            await trio.sleep(5)
+            filler.unlink()
+            jobs = await wait_finished(pulse, ids, limit=600)
+        pulse.close()
+
+    assert [job.status for job in jobs] == [JobStatus.COMPLETED] * 4
+
+
+async def test_page_limit_write_fails_cleanly(tmp_path: Path) -> None:
+    # The same failure without a mount: SQLite's page cap on this connection.
+    path = tmp_path / "queue.db"
+    pulse = await Pulse.new(path)
+    pulse.handle("record", _record_nothing)
+    first = await pulse.enqueue("record", "before")
+    conn = pulse._store.conn
+    pages = conn.execute("PRAGMA page_count").fetchone()[0]
+    conn.execute(f"PRAGMA max_page_count = {pages + 20}")
+    stored, error = await enqueue_until_full(pulse)
+
+    assert "database or disk is full" in str(error)
+    rows = read_file_rows(path, "SELECT id FROM pulse_jobs ORDER BY seq")
+    assert [row["id"] for row in rows] == [first, *stored]
+
+    conn.execute("PRAGMA max_page_count = 4294967294")
+    after = await pulse.enqueue("record", "after")
+    async with pulse:
+        jobs = await wait_finished(pulse, [first, *stored, after])
+    pulse.close()
+    assert {job.status for job in jobs} == {JobStatus.COMPLETED}
+
+
+async def _record_nothing(payload: object) -> None:
+    pass

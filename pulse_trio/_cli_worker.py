@@ -133,7 +133,7 @@ async def _run_queue(
 def _log_started(pulse: Pulse, shutdown_timeout: timedelta) -> None:
     names = sorted(pulse.handled_names())
     logger.info(
-        "worker started (pid %d) on database %s with %d workers for jobs: %s; "
+        "worker started (pid %d) on database %s (workers: %d) for jobs: %s; "
         "SIGINT or SIGTERM shuts down gracefully (shutdown timeout %g s), "
         "a second signal at once",
         os.getpid(),

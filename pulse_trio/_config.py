@@ -11,12 +11,12 @@ import attrs
 
 MICROSECONDS_PER_SECOND = 1_000_000
 
-MAX_DURATION = timedelta(microseconds=2**62)
-"""Maximum duration accepted, about 146,000 years.
+MAX_DURATION = timedelta(days=366 * 1000)
+"""Maximum duration accepted, about 1,000 years.
 
-Durations and due times are stored as SQLite INTEGER microseconds, which
-are signed 64-bit, and this bound leaves room to add a duration to the
-current time.
+Due times are stored as INTEGER microseconds and read back as datetimes,
+which end at the year 9999, so a delay or backoff added to the current
+time must stay well inside that range.
 """
 
 MAX_RETRIES_LIMIT = 2**62
@@ -112,8 +112,11 @@ def _to_timeout(value: object) -> timedelta | None:
     if value is None:
         return None
     timeout = to_duration(value, name="timeout")
-    if not timeout:
-        raise ValueError("timeout must be positive; pass None for no time limit")
+    if timeout < timedelta(microseconds=1):
+        raise ValueError(
+            f"timeout must be at least 1 microsecond, got {value!r}; pass None "
+            "for no time limit"
+        )
     return timeout
 
 

@@ -122,9 +122,12 @@ class Persistence:
         """Queue *message* for the actor, or apply it at once when the actor
         is not running (a queue that only enqueues never starts it)."""
         if self.running:
-            self.submit_nowait(message)
-        else:
-            await self._commit([message])
+            try:
+                self.submit_nowait(message)
+                return
+            except trio.ClosedResourceError:
+                pass  # the actor is finishing; this task writes by itself
+        await self._commit([message])
 
     def submit_nowait(self, message: Message) -> None:
         """Queue *message* for the running actor without waiting."""
@@ -141,6 +144,9 @@ class Persistence:
 
     # -- the actor -------------------------------------------------------
 
+    # KeyboardInterrupt must never land here: a dead persistence actor
+    # would leave every task that waits for a reply hanging.
+    @trio.lowlevel.enable_ki_protection
     async def run(
         self, *, task_status: trio.TaskStatus[None] = trio.TASK_STATUS_IGNORED
     ) -> None:

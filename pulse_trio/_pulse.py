@@ -5,11 +5,12 @@ from __future__ import annotations
 import enum
 import json
 import logging
+import math
 import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from operator import ne
 from types import TracebackType
@@ -54,7 +55,7 @@ from ._report import Reporter
 from ._scheduler import Scheduler
 from ._stats import PulseStatistics, QueueSummary
 from ._store import Store, StoreBusy, Synchronous
-from ._worker import Worker, WorkerPool
+from ._worker import Worker, WorkerPool, leaf_exceptions
 
 logger = logging.getLogger(__name__)
 
@@ -86,6 +87,9 @@ PRUNE_CHUNK = 500
 WAIT_POLL = 0.05
 """Seconds between checks of a file database for changes by other
 processes while :meth:`Pulse.wait` waits."""
+
+MOCK_WAIT_POLL = 1.0
+"""The same, in virtual seconds, when the run uses a MockClock."""
 
 OWNER_WRITE_TIMEOUT = 5.0
 """Seconds a stopping queue waits for its owner record to be removed."""
@@ -132,7 +136,7 @@ class Pulse:
         self._max_payload_bytes = _check_payload_limit(max_payload_bytes)
         self._lease = to_duration(lease, name="lease")
         if not self._lease:
-            raise ValueError("lease must be positive")
+            raise ValueError(f"lease must be positive, got {lease!r}")
         self._keep_completed = _check_retention(keep_completed)
         self._listeners = Listeners()
         self._reporter = Reporter(self._clock, self._listeners)
@@ -142,7 +146,8 @@ class Pulse:
         self._closed = False
         self._stop_requested = trio.Event()
         self._stop_now = False
-        self._stop_timeout: float | None = None
+        self._stop_deadline = math.inf
+        self._crew_stopping = False
         self._stopped = trio.Event()
         self._crew_scope: trio.CancelScope | None = None
         self._pool: WorkerPool | None = None
@@ -353,6 +358,8 @@ class Pulse:
         self._check_open()
         now = self._clock.now_us()
         due = now if run_at is None else run_at.resolve(now)
+        if run_at is not None:
+            _check_due_range(due, run_at.description)
         columns = _config_columns(config)
         status = "scheduled" if due > now else "pending"
         rows = [
@@ -414,6 +421,10 @@ class Pulse:
 
     def _check_open(self) -> None:
         self._check_usable()
+        if self._state is _State.STOPPING and current_job_or_none() is not None:
+            # A graceful shutdown lets running jobs finish, and finishing may
+            # mean storing follow-up jobs; they stay pending for a later run.
+            return
         if self._state in (_State.STOPPING, _State.STOPPED):
             raise self._closed_error()
 
@@ -542,15 +553,18 @@ class Pulse:
         """
         self._check_usable()
         changes = self._reporter.changes
-        # Another process may finish the job, so a file database is also
-        # checked now and then; under a MockClock that check is skipped.
-        poll = self._store.description != ":memory:" and not self._clock.is_mock()
+        # Another process or queue may finish the job, so a file database is
+        # also checked now and then (each virtual second under a MockClock,
+        # where a finer poll would only burn real time).
+        poll = math.inf
+        if self._store.description != ":memory:":
+            poll = MOCK_WAIT_POLL if self._clock.is_mock() else WAIT_POLL
         while True:
             generation = changes.value
             job = await self.status(job_id)
             if job.status in FINISHED_STATUSES:
                 return job
-            with trio.move_on_after(WAIT_POLL if poll else float("inf")):
+            with trio.move_on_after(poll):
                 await changes.wait_value(partial(ne, generation))
 
     async def drain(self, *, include_scheduled: bool = False) -> None:
@@ -671,6 +685,7 @@ class Pulse:
                 "an inline queue runs each job inside enqueue() and has no run(); "
                 "open it with Pulse.in_memory() without inline=True to run workers"
             )
+        self._check_usable()
         if self._state is not _State.IDLE:
             raise PulseError(
                 f"run() can start only once; this queue is {self._state.value}"
@@ -741,7 +756,7 @@ class Pulse:
                 async with trio.open_nursery() as scheduling:
                     scheduling.start_soon(scheduler.run)
                     logger.info(
-                        "queue on %r started with %d workers for jobs %s",
+                        "queue on %r started (workers: %d) for jobs %s",
                         self.database,
                         self._workers,
                         sorted(self._registry.names()),
@@ -756,10 +771,11 @@ class Pulse:
     def _stop_crew(self, scope: trio.CancelScope, pool: WorkerPool) -> None:
         # The scheduler has stopped, so no job is claimed from here on.
         pool.close_inboxes()
+        self._crew_stopping = True
         if self._stop_now:
             scope.cancel()
-        elif self._stop_timeout is not None:
-            scope.deadline = trio.current_time() + self._stop_timeout
+        else:
+            scope.deadline = self._stop_deadline
 
     async def shutdown_graceful(
         self,
@@ -796,7 +812,12 @@ class Pulse:
             return
         if self._state is _State.RUNNING:
             self._state = _State.STOPPING
-            self._stop_timeout = grace
+        if grace is not None:
+            # A later call may shorten the grace period of one in progress.
+            deadline = trio.current_time() + grace
+            self._stop_deadline = min(self._stop_deadline, deadline)
+            if self._crew_stopping and self._crew_scope is not None:
+                self._crew_scope.deadline = min(self._crew_scope.deadline, deadline)
         if now:
             self._stop_now = True
             if self._crew_scope is not None:
@@ -820,8 +841,9 @@ class Pulse:
             except BaseException as exc:  # noqa: BLE001 - raised again below
                 body_error = exc
             with trio.CancelScope(shield=True):
-                if isinstance(body_error, trio.Cancelled):
-                    # A cancelled block must not wait for running jobs.
+                if body_error is not None and not isinstance(body_error, Exception):
+                    # A cancelled or interrupted block (Ctrl-C, SystemExit)
+                    # must not wait for running jobs.
                     await self.shutdown_now()
                 else:
                     await self.shutdown_graceful()
@@ -933,12 +955,27 @@ async def _open_file_store(
             delay = min(delay * 2, 0.05)
 
 
+_MIN_DUE = to_epoch_microseconds(datetime(1, 1, 2, tzinfo=UTC))
+_MAX_DUE = to_epoch_microseconds(datetime(9999, 12, 30, tzinfo=UTC))
+
+
+def _check_due_range(due: int, description: str) -> None:
+    if not _MIN_DUE <= due <= _MAX_DUE:
+        raise ValueError(
+            f"the due time from {description} is outside the supported range; "
+            "pass a time between the years 1 and 9999 in UTC"
+        )
+
+
 class _DueTime:
     """A due time given as an instant or as a delay from enqueue."""
 
-    def __init__(self, at_us: int | None, delay_us: int | None) -> None:
+    def __init__(
+        self, at_us: int | None, delay_us: int | None, description: str
+    ) -> None:
         self.at_us = at_us
         self.delay_us = delay_us
+        self.description = description
 
     def resolve(self, now: int) -> int:
         if self.at_us is not None:
@@ -951,7 +988,8 @@ def _due_time(run_at: datetime | None, delay: timedelta | float | None) -> _DueT
     if (run_at is None) == (delay is None):
         raise ValueError("schedule() needs exactly one of run_at (a datetime) or delay")
     if run_at is None:
-        return _DueTime(None, to_microseconds(to_duration(delay, name="delay")))
+        duration = to_duration(delay, name="delay")
+        return _DueTime(None, to_microseconds(duration), f"delay={duration}")
     if not isinstance(run_at, datetime):
         raise TypeError(
             f"run_at must be an aware datetime, not {type(run_at).__name__} "
@@ -962,7 +1000,7 @@ def _due_time(run_at: datetime | None, delay: timedelta | float | None) -> _DueT
             f"run_at {run_at.isoformat()} is a naive datetime; pass an aware one, "
             "such as datetime.now(timezone.utc) + timedelta(hours=1)"
         )
-    return _DueTime(to_epoch_microseconds(run_at), None)
+    return _DueTime(to_epoch_microseconds(run_at), None, f"run_at={run_at.isoformat()}")
 
 
 def _config_columns(config: JobConfig) -> dict[str, Any]:
@@ -994,25 +1032,15 @@ def _control_exception(group: BaseExceptionGroup) -> BaseException | None:
     contains nothing else but cancellations."""
     controls = [
         leaf
-        for leaf in _leaves(group)
+        for leaf in leaf_exceptions(group)
         if isinstance(leaf, (KeyboardInterrupt, SystemExit))
     ]
     others = [
         leaf
-        for leaf in _leaves(group)
+        for leaf in leaf_exceptions(group)
         if not isinstance(leaf, (KeyboardInterrupt, SystemExit, trio.Cancelled))
     ]
     return controls[0] if controls and not others else None
-
-
-def _leaves(group: BaseExceptionGroup) -> list[BaseException]:
-    leaves: list[BaseException] = []
-    for inner in group.exceptions:
-        if isinstance(inner, BaseExceptionGroup):
-            leaves.extend(_leaves(inner))
-        else:
-            leaves.append(inner)
-    return leaves
 
 
 def _check_retention(keep: timedelta | float | None) -> timedelta | None:
@@ -1021,9 +1049,18 @@ def _check_retention(keep: timedelta | float | None) -> timedelta | None:
     return to_duration(keep, name="keep_completed")
 
 
+MAX_WORKERS = 10_000
+"""Upper bound on workers: each is a task with its own channel."""
+
+
 def _check_workers(workers: object) -> int:
     if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
         raise ValueError(f"workers must be a positive int, got {workers!r}")
+    if workers > MAX_WORKERS:
+        raise ValueError(
+            f"workers must be at most {MAX_WORKERS}, got {workers}; a queue "
+            "with that many jobs at once wants several processes"
+        )
     return workers
 
 

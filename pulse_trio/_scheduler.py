@@ -61,6 +61,9 @@ class Scheduler:
             if claimed < len(workers):
                 await self._nap(generation)
 
+    # A KeyboardInterrupt between the claim's commit and the dispatch would
+    # strand the claimed jobs as running, so it is delivered elsewhere.
+    @trio.lowlevel.enable_ki_protection
     async def _claim_for(self, workers: list[Worker]) -> int:
         names = self.registry.names()
         reply: Reply[list[ClaimedJob]] = Reply()
@@ -137,10 +140,10 @@ class Scheduler:
         self._next_unhandled_check = trio.current_time() + UNHANDLED_WARNING_INTERVAL
         for name, count in self.store.ready_unhandled(names):
             logger.warning(
-                "%d due jobs named %r have no handler registered here; they "
-                "stay pending until a process that handles %r runs them",
-                count,
+                "due jobs named %r have no handler registered here (count: %d); "
+                "they stay pending until a process that handles %r runs them",
                 name,
+                count,
                 name,
                 extra={"job_name": name},
             )

@@ -37,16 +37,46 @@ RELEASE_TIMEOUT = 5.0
 def must_propagate(exc: BaseException) -> bool:
     """Tell whether *exc* stops the queue rather than failing the job.
 
-    Cancellation, ``KeyboardInterrupt``, ``SystemExit`` and
-    ``GeneratorExit`` propagate, also inside an exception group (a handler
-    with its own nursery receives a shutdown as a group of ``Cancelled``).
-    Every other exception fails the run.
+    Cancellation, ``KeyboardInterrupt`` and ``SystemExit`` propagate, also
+    inside an exception group (a handler with its own nursery receives a
+    shutdown as a group of ``Cancelled``). Every other exception, including
+    ``GeneratorExit`` and other ``BaseException`` subclasses, fails the run.
     """
     if isinstance(exc, BaseExceptionGroup):
         return any(must_propagate(inner) for inner in exc.exceptions)
-    return isinstance(
-        exc, (trio.Cancelled, KeyboardInterrupt, SystemExit, GeneratorExit)
-    )
+    return isinstance(exc, CONTROL_EXCEPTIONS)
+
+
+CONTROL_EXCEPTIONS = (trio.Cancelled, KeyboardInterrupt, SystemExit)
+"""Exceptions that stop the queue instead of failing the run."""
+
+
+def split_control(
+    exc: BaseException,
+) -> tuple[BaseException, BaseExceptionGroup[Any] | None]:
+    """Split *exc* into the control exceptions and the errors beside them.
+
+    A handler's own nursery may raise a group that holds ``Cancelled`` and
+    an error from cleanup code. Only the control part may propagate,
+    because the error would otherwise crash the whole queue.
+    """
+    if not isinstance(exc, BaseExceptionGroup):
+        return exc, None
+    control, errors = exc.split(CONTROL_EXCEPTIONS)
+    if errors is None or control is None:
+        return exc, None
+    return control, errors
+
+
+def leaf_exceptions(group: BaseExceptionGroup[Any]) -> list[BaseException]:
+    """Return the exceptions inside *group* and its nested groups."""
+    leaves: list[BaseException] = []
+    for inner in group.exceptions:
+        if isinstance(inner, BaseExceptionGroup):
+            leaves.extend(leaf_exceptions(inner))
+        else:
+            leaves.append(inner)
+    return leaves
 
 
 def _safe_str(exc: BaseException) -> str:
@@ -207,7 +237,11 @@ class Worker:
             duration = trio.current_time() - start
             if must_propagate(exc):
                 await release_job(self.persistence, job)
-                raise
+                control, dropped = split_control(exc)
+                if dropped is None:
+                    raise
+                self._log_dropped(job, dropped)
+                raise control from None
             if isinstance(exc, trio.TooSlowError) and scope.cancelled_caught:
                 self._fail_timeout(job, duration, limit)
             elif scope.cancel_called:
@@ -234,6 +268,18 @@ class Worker:
             self.persistence.submit_nowait(Complete(job=job, duration=duration))
         finally:
             leave_job(token)
+
+    def _log_dropped(self, job: ClaimedJob, errors: BaseExceptionGroup[Any]) -> None:
+        logger.error(
+            "job %s (%s): attempt %d raised errors while it was cancelled; the "
+            "job is pending again and the errors are dropped: %s",
+            job.id,
+            job.name,
+            job.attempt,
+            "; ".join(describe_error(leaf) for leaf in leaf_exceptions(errors)),
+            exc_info=errors,
+            extra={"job_id": job.id, "job_name": job.name},
+        )
 
     def _fail(
         self, job: ClaimedJob, duration: float, exc: BaseException, prefix: str = ""
@@ -264,6 +310,7 @@ class Worker:
         )
 
 
+@trio.lowlevel.enable_ki_protection
 async def release_job(persistence: Persistence, job: ClaimedJob) -> bool:
     """Put an interrupted job back to pending without using up its attempt.
 

@@ -173,7 +173,7 @@ BAD_CALLS = [
         "config",
         {"timeout": 0},
         ValueError,
-        r"timeout must be positive; pass None for no time limit",
+        r"timeout must be at least 1 microsecond, got 0; pass None for no time limit",
         id="timeout-zero",
     ),
     pytest.param(

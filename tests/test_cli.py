@@ -1010,7 +1010,7 @@ class TestWorkerProcess:
         assert code == 0, child.text
         output = (tmp_path / "output.txt").read_text().splitlines()
         assert sorted(output) == ["hello ada", "hello grace"]
-        assert f"on database {worker_env['TEST_DATABASE']} with 3 workers" in child.text
+        assert f"on database {worker_env['TEST_DATABASE']} (workers: 3)" in child.text
         assert "for jobs: greet, hang, leave" in child.text
         assert "received SIGTERM: shutting down gracefully" in child.text
         assert "worker stopped" in child.text

@@ -137,7 +137,9 @@ class TestJobConfigValidation:
             JobConfig(**{field: timedelta.max})
 
     def test_zero_timeout_rejected(self) -> None:
-        with pytest.raises(ValueError, match=r"timeout must be positive.*None"):
+        with pytest.raises(
+            ValueError, match=r"timeout must be at least 1 microsecond.*None"
+        ):
             JobConfig(timeout=0)
 
     @pytest.mark.parametrize("value", [-1, -100])

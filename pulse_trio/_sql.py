@@ -231,10 +231,13 @@ ORDER BY seq DESC LIMIT :limit
 
 # Purges and bulk retries work in chunks of :limit rows per transaction,
 # so a large one never holds the write lock or the event loop for long.
+# The literal status list lets SQLite use the partial index of finished
+# jobs, which a bound parameter alone does not match.
 PURGE_FINISHED = """
 DELETE FROM pulse_jobs WHERE seq IN (
     SELECT seq FROM pulse_jobs
-    WHERE status = :status AND finished_at < :before
+    WHERE status IN ('completed', 'dead') AND status = :status
+      AND finished_at < :before
     ORDER BY finished_at LIMIT :limit
 )
 """

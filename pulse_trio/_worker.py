@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 import logging
 import traceback
-from collections.abc import Iterator
-from contextlib import contextmanager
 from typing import Any
 
 import attrs
@@ -110,16 +108,6 @@ def format_traceback(exc: BaseException) -> str:
 
 def _seconds(value: float) -> str:
     return f"{value:g} s"
-
-
-@contextmanager
-def _time_limit(seconds: float | None) -> Iterator[trio.CancelScope]:
-    if seconds is None:
-        with trio.CancelScope() as scope:
-            yield scope
-    else:
-        with trio.fail_after(seconds) as scope:
-            yield scope
 
 
 @attrs.define(eq=False)
@@ -226,13 +214,20 @@ class Worker:
         )
         timeout = job.config.timeout
         limit = None if timeout is None else timeout.total_seconds()
+        # Without a time limit the scope is never cancelled by a deadline;
+        # it exists so that the checks below read the same in both cases.
+        scope = trio.CancelScope()
         self.reporter.started(job)
         try:
             payload: Any = json.loads(job.payload)
-            with _time_limit(limit) as scope:
-                if handler is None:
-                    raise LookupError(f"no handler is registered for job {job.name!r}")
-                await handler.call(payload)
+            if handler is None:
+                raise LookupError(f"no handler is registered for job {job.name!r}")
+            if limit is None:
+                with scope:
+                    await handler.call(payload)
+            else:
+                with trio.fail_after(limit) as scope:
+                    await handler.call(payload)
         except BaseException as exc:
             duration = trio.current_time() - start
             if must_propagate(exc):

@@ -1,0 +1,1 @@
+"""Benchmarks of pulse-trio against other job queues; run ``python -m bench``."""

@@ -1,0 +1,145 @@
+"""A ceiling for a job queue on SQLite from Python: plain ``sqlite3``.
+
+It does what a queue must do for each job, in batches of 100 per
+transaction and with no framework around it: insert the jobs, claim due
+ones with ``UPDATE ... RETURNING``, decode each payload, and mark them
+completed. The table keeps the columns and the partial index of due jobs
+that a queue needs, so the figure bounds what any queue on the same
+SQLite, disk and durability can reach from one Python thread.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+from .common import JOB_NAME, remove_database
+
+SCHEMA = """
+CREATE TABLE jobs (
+    seq INTEGER PRIMARY KEY,
+    id TEXT NOT NULL UNIQUE,
+    name TEXT NOT NULL,
+    payload TEXT NOT NULL,
+    status TEXT NOT NULL,
+    priority INTEGER NOT NULL,
+    attempts INTEGER NOT NULL DEFAULT 0,
+    created_at INTEGER NOT NULL,
+    run_at INTEGER NOT NULL,
+    started_at INTEGER,
+    finished_at INTEGER,
+    owner TEXT
+);
+CREATE INDEX jobs_due ON jobs (priority DESC, run_at, seq) WHERE status = 'pending';
+"""
+
+INSERT = """
+INSERT INTO jobs (id, name, payload, status, priority, created_at, run_at)
+VALUES (?, ?, ?, 'pending', 1, ?, ?)
+"""
+
+CLAIM = """
+UPDATE jobs SET status = 'running', attempts = attempts + 1, started_at = ?,
+    owner = ?
+WHERE seq IN (
+    SELECT seq FROM jobs WHERE status = 'pending' AND run_at <= ?
+    ORDER BY priority DESC, run_at, seq LIMIT ?
+)
+RETURNING seq, payload
+"""
+
+COMPLETE = """
+UPDATE jobs SET status = 'completed', finished_at = ?, owner = NULL
+WHERE seq = ? AND status = 'running'
+"""
+
+
+def _now_us() -> int:
+    return time.time_ns() // 1000
+
+
+def _connect(path: Path, synchronous: str) -> sqlite3.Connection:
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute(f"PRAGMA synchronous = {synchronous}")
+    return conn
+
+
+def _insert(conn: sqlite3.Connection, count: int, batch: int) -> None:
+    for start in range(0, count, batch):
+        now = _now_us()
+        rows = [
+            (uuid.uuid4().hex, JOB_NAME, json.dumps(index), now, now)
+            for index in range(start, min(start + batch, count))
+        ]
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(INSERT, rows)
+        conn.execute("COMMIT")
+
+
+def _drain(conn: sqlite3.Connection, batch: int) -> int:
+    owner = uuid.uuid4().hex
+    drained = 0
+    while True:
+        now = _now_us()
+        conn.execute("BEGIN IMMEDIATE")
+        claimed = conn.execute(CLAIM, (now, owner, now, batch)).fetchall()
+        conn.execute("COMMIT")
+        if not claimed:
+            return drained
+        for _seq, payload in claimed:
+            json.loads(payload)
+        now = _now_us()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(COMPLETE, [(now, seq) for seq, _payload in claimed])
+        conn.execute("COMMIT")
+        drained += len(claimed)
+
+
+def end_to_end(spec: dict[str, Any]) -> dict[str, Any]:
+    """Insert *count* jobs, then claim and complete them, *batch* at a time."""
+    path = Path(spec["workdir"]) / "ceiling.db"
+    count: int = spec["count"]
+    batch: int = spec.get("batch", 100)
+    synchronous: str = spec.get("synchronous", "NORMAL")
+    remove_database(path)
+    conn = _connect(path, synchronous)
+    conn.executescript(SCHEMA)
+    started = time.perf_counter()
+    _insert(conn, count, batch)
+    insert_s = time.perf_counter() - started
+    started = time.perf_counter()
+    drained = _drain(conn, batch)
+    drain_s = time.perf_counter() - started
+    conn.close()
+    if drained != count:
+        raise RuntimeError(f"drained {drained} of {count} jobs")
+    return {
+        "jobs": count,
+        "synchronous": synchronous,
+        "batch": batch,
+        "enqueue_s": insert_s,
+        "drain_s": drain_s,
+        "enqueue_per_s": count / insert_s,
+        "drain_per_s": count / drain_s,
+        "jobs_per_s": count / (insert_s + drain_s),
+    }
+
+
+def insert_only(spec: dict[str, Any]) -> dict[str, Any]:
+    """Insert *count* jobs, *batch* rows per transaction."""
+    path = Path(spec["workdir"]) / "ceiling.db"
+    count: int = spec["count"]
+    batch: int = spec.get("batch", 1000)
+    remove_database(path)
+    conn = _connect(path, spec.get("synchronous", "NORMAL"))
+    conn.executescript(SCHEMA)
+    started = time.perf_counter()
+    _insert(conn, count, batch)
+    elapsed = time.perf_counter() - started
+    conn.close()
+    return {"jobs": count, "batch": batch, "jobs_per_s": count / elapsed}

@@ -439,6 +439,19 @@ def run_program(code: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 GUIDE_BLOCKS = python_blocks(GUIDE)
+TUTORIAL_BLOCKS = python_blocks(ROOT / "docs" / "tutorial.md")
+
+
+@pytest.mark.processes
+def test_tutorial_programs_run_in_order(tmp_path: Path) -> None:
+    """The tutorial's steps run one after another in one folder."""
+    assert len(TUTORIAL_BLOCKS) >= 5
+    for block_id, code in TUTORIAL_BLOCKS:
+        result = run_program(code, tmp_path)
+        assert result.returncode == 0, f"{block_id}: {result.stdout}{result.stderr}"
+
+    sent = (tmp_path / "outbox.txt").read_text()
+    assert sent == "to ada@example.com: welcome, Ada!\n"
 
 
 @pytest.mark.processes

@@ -17,8 +17,7 @@ from __future__ import annotations
 import json
 import logging
 import uuid
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import timedelta
 from typing import Any
 
@@ -26,26 +25,22 @@ import attrs
 import trio
 
 from ._clock import WallClock
-from ._context import JobContext, enter_job, leave_job
+from ._context import enter_job, leave_job
 from ._handlers import Handler, Registry
-from ._job import from_microseconds
 from ._messages import ClaimedJob, Complete, Fail
 from ._persistence import Persistence, claimed_job
 from ._report import Reporter
 from ._store import Store
-from ._worker import describe_error, format_traceback, must_propagate, release_job
+from ._worker import (
+    describe_error,
+    format_traceback,
+    job_context,
+    must_propagate,
+    release_job,
+    timeout_text,
+)
 
 logger = logging.getLogger(__name__)
-
-
-@contextmanager
-def _time_limit(seconds: float | None) -> Iterator[trio.CancelScope]:
-    if seconds is None:
-        with trio.CancelScope() as scope:
-            yield scope
-    else:
-        with trio.fail_after(seconds) as scope:
-            yield scope
 
 
 @attrs.define(eq=False)
@@ -127,15 +122,7 @@ class InlineRunner:
         """Run one attempt of *job* and record it; return True to retry."""
         handler = self.registry.get(job.name)
         assert handler is not None, "claimed only jobs with a handler"
-        token = enter_job(
-            JobContext(
-                id=job.id,
-                name=job.name,
-                attempt=job.attempt,
-                max_retries=job.config.max_retries,
-                started_at=from_microseconds(self.clock.now_us()),
-            )
-        )
+        token = enter_job(job_context(job, self.clock))
         try:
             return await self._call(handler, job)
         finally:
@@ -146,17 +133,23 @@ class InlineRunner:
         limit = None if timeout is None else timeout.total_seconds()
         start = trio.current_time()
         self.reporter.started(job)
+        scope = trio.CancelScope()
         try:
             payload: Any = json.loads(job.payload)
-            with _time_limit(limit) as scope:
-                await handler.call(payload)
+            if limit is None:
+                with scope:
+                    await handler.call(payload)
+            else:
+                with trio.fail_after(limit) as scope:
+                    await handler.call(payload)
         except BaseException as exc:
             duration = trio.current_time() - start
             if must_propagate(exc):
                 await release_job(self.persistence, job)
                 raise
             if isinstance(exc, trio.TooSlowError) and scope.cancelled_caught:
-                await self._fail(job, duration, _timeout_error(job, duration, limit))
+                timed_out = timeout_text(job, duration, limit)
+                await self._fail(job, duration, f"{timed_out} and was cancelled")
             else:
                 await self._fail(job, duration, describe_error(exc), exc)
             stored = self.store.get(job.id)
@@ -188,10 +181,3 @@ class InlineRunner:
                 exception=exc,
             )
         )
-
-
-def _timeout_error(job: ClaimedJob, duration: float, limit: float | None) -> str:
-    return (
-        f"JobTimeout: attempt {job.attempt} timed out after {duration:g} s "
-        f"and was cancelled (timeout is {limit or 0:g} s)"
-    )

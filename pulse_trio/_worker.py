@@ -203,15 +203,7 @@ class Worker:
     async def _run_job(self, job: ClaimedJob) -> None:
         handler = self.registry.get(job.name)
         start = trio.current_time()
-        token = enter_job(
-            JobContext(
-                id=job.id,
-                name=job.name,
-                attempt=job.attempt,
-                max_retries=job.config.max_retries,
-                started_at=from_microseconds(self.clock.now_us()),
-            )
-        )
+        token = enter_job(job_context(job, self.clock))
         timeout = job.config.timeout
         limit = None if timeout is None else timeout.total_seconds()
         # Without a time limit the scope is never cancelled by a deadline;
@@ -242,7 +234,7 @@ class Worker:
             elif scope.cancel_called:
                 # The timeout cancelled the handler, which then raised
                 # something else while it cleaned up.
-                timed_out = self._timeout_text(job, duration, limit)
+                timed_out = timeout_text(job, duration, limit)
                 prefix = f"{timed_out}; while cancelled it raised "
                 self._fail(job, duration, exc, prefix)
             else:
@@ -292,17 +284,29 @@ class Worker:
     def _fail_timeout(
         self, job: ClaimedJob, duration: float, limit: float | None
     ) -> None:
-        error = f"{self._timeout_text(job, duration, limit)} and was cancelled"
+        error = f"{timeout_text(job, duration, limit)} and was cancelled"
         self.persistence.submit_nowait(
             Fail(job=job, duration=duration, error=error, traceback="", exception=None)
         )
 
-    @staticmethod
-    def _timeout_text(job: ClaimedJob, duration: float, limit: float | None) -> str:
-        return (
-            f"JobTimeout: attempt {job.attempt} timed out after {_seconds(duration)}"
-            f" (timeout is {_seconds(limit or 0)})"
-        )
+
+def timeout_text(job: ClaimedJob, duration: float, limit: float | None) -> str:
+    """Return the start of the error of a run that timed out."""
+    return (
+        f"JobTimeout: attempt {job.attempt} timed out after {_seconds(duration)}"
+        f" (timeout is {_seconds(limit or 0)})"
+    )
+
+
+def job_context(job: ClaimedJob, clock: WallClock) -> JobContext:
+    """Return what :func:`current_job` tells the handler of a run of *job*."""
+    return JobContext(
+        id=job.id,
+        name=job.name,
+        attempt=job.attempt,
+        max_retries=job.config.max_retries,
+        started_at=from_microseconds(clock.now_us()),
+    )
 
 
 @trio.lowlevel.enable_ki_protection

@@ -10,7 +10,7 @@ import os
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from operator import ne
 from types import TracebackType
@@ -31,13 +31,22 @@ from ._errors import (
 from ._events import Listener, Listeners
 from ._handlers import HandlerFunction, Registry, check_job_name
 from ._inline import InlineRunner
+from ._inputs import (
+    DueTime,
+    check_config,
+    check_due_range,
+    check_payload_limit,
+    check_retention,
+    check_workers,
+    config_columns,
+    due_time,
+)
 from ._job import (
     FINISHED_STATUSES,
     Job,
     JobStatus,
     from_microseconds,
     job_from_row,
-    to_epoch_microseconds,
 )
 from ._messages import (
     Insert,
@@ -132,12 +141,12 @@ class Pulse:
         self._clock = WallClock()
         self._registry = Registry()
         default_workers = os.cpu_count() or 1
-        self._workers = _check_workers(default_workers if workers is None else workers)
-        self._max_payload_bytes = _check_payload_limit(max_payload_bytes)
+        self._workers = check_workers(default_workers if workers is None else workers)
+        self._max_payload_bytes = check_payload_limit(max_payload_bytes)
         self._lease = to_duration(lease, name="lease")
         if not self._lease:
             raise ValueError(f"lease must be positive, got {lease!r}")
-        self._keep_completed = _check_retention(keep_completed)
+        self._keep_completed = check_retention(keep_completed)
         self._listeners = Listeners()
         self._reporter = Reporter(self._clock, self._listeners)
         self._wakeups = self._reporter.wakeups
@@ -243,7 +252,7 @@ class Pulse:
         """Set how many jobs run at once, and return this queue."""
         if self._state is not _State.IDLE:
             raise PulseError("set the number of workers before run() starts")
-        self._workers = _check_workers(workers)
+        self._workers = check_workers(workers)
         return self
 
     @property
@@ -342,7 +351,7 @@ class Pulse:
                 and *delay* are given.
         """
         return (
-            await self._insert(name, [payload], config, run_at=_due_time(run_at, delay))
+            await self._insert(name, [payload], config, run_at=due_time(run_at, delay))
         )[0]
 
     async def _insert(
@@ -350,17 +359,17 @@ class Pulse:
         name: str,
         payloads: Sequence[Any],
         config: JobConfig | None,
-        run_at: _DueTime | None,
+        run_at: DueTime | None,
     ) -> list[str]:
         check_job_name(name)
-        config = _check_config(config)
+        config = check_config(config)
         texts = [self._encode(name, payload) for payload in payloads]
         self._check_open()
         now = self._clock.now_us()
         due = now if run_at is None else run_at.resolve(now)
         if run_at is not None:
-            _check_due_range(due, run_at.description)
-        columns = _config_columns(config)
+            check_due_range(due, run_at.description)
+        columns = config_columns(config)
         status = "scheduled" if due > now else "pending"
         rows = [
             {
@@ -955,78 +964,6 @@ async def _open_file_store(
             delay = min(delay * 2, 0.05)
 
 
-_MIN_DUE = to_epoch_microseconds(datetime(1, 1, 2, tzinfo=UTC))
-_MAX_DUE = to_epoch_microseconds(datetime(9999, 12, 30, tzinfo=UTC))
-
-
-def _check_due_range(due: int, description: str) -> None:
-    if not _MIN_DUE <= due <= _MAX_DUE:
-        raise ValueError(
-            f"the due time from {description} is outside the supported range; "
-            "pass a time between the years 1 and 9999 in UTC"
-        )
-
-
-class _DueTime:
-    """A due time given as an instant or as a delay from enqueue."""
-
-    def __init__(
-        self, at_us: int | None, delay_us: int | None, description: str
-    ) -> None:
-        self.at_us = at_us
-        self.delay_us = delay_us
-        self.description = description
-
-    def resolve(self, now: int) -> int:
-        if self.at_us is not None:
-            return self.at_us
-        assert self.delay_us is not None
-        return now + self.delay_us
-
-
-def _due_time(run_at: datetime | None, delay: timedelta | float | None) -> _DueTime:
-    if (run_at is None) == (delay is None):
-        raise ValueError("schedule() needs exactly one of run_at (a datetime) or delay")
-    if run_at is None:
-        duration = to_duration(delay, name="delay")
-        return _DueTime(None, to_microseconds(duration), f"delay={duration}")
-    if not isinstance(run_at, datetime):
-        raise TypeError(
-            f"run_at must be an aware datetime, not {type(run_at).__name__} "
-            f"({run_at!r}); use delay= for a duration"
-        )
-    if run_at.tzinfo is None or run_at.utcoffset() is None:
-        raise ValueError(
-            f"run_at {run_at.isoformat()} is a naive datetime; pass an aware one, "
-            "such as datetime.now(timezone.utc) + timedelta(hours=1)"
-        )
-    return _DueTime(to_epoch_microseconds(run_at), None, f"run_at={run_at.isoformat()}")
-
-
-def _config_columns(config: JobConfig) -> dict[str, Any]:
-    timeout = config.timeout
-    return {
-        "priority": int(config.priority),
-        "max_retries": config.max_retries,
-        "retry_delay_us": to_microseconds(config.retry_delay),
-        "max_retry_delay_us": to_microseconds(config.max_retry_delay),
-        "timeout_us": None if timeout is None else to_microseconds(timeout),
-    }
-
-
-_DEFAULT_CONFIG = JobConfig()
-
-
-def _check_config(config: object) -> JobConfig:
-    if config is None:
-        return _DEFAULT_CONFIG
-    if not isinstance(config, JobConfig):
-        raise TypeError(
-            f"config must be a JobConfig, not {type(config).__name__} ({config!r})"
-        )
-    return config
-
-
 def _control_exception(group: BaseExceptionGroup) -> BaseException | None:
     """Return the KeyboardInterrupt or SystemExit in *group*, if it
     contains nothing else but cancellations."""
@@ -1041,30 +978,3 @@ def _control_exception(group: BaseExceptionGroup) -> BaseException | None:
         if not isinstance(leaf, (KeyboardInterrupt, SystemExit, trio.Cancelled))
     ]
     return controls[0] if controls and not others else None
-
-
-def _check_retention(keep: timedelta | float | None) -> timedelta | None:
-    if keep is None:
-        return None
-    return to_duration(keep, name="keep_completed")
-
-
-MAX_WORKERS = 10_000
-"""Upper bound on workers: each is a task with its own channel."""
-
-
-def _check_workers(workers: object) -> int:
-    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
-        raise ValueError(f"workers must be a positive int, got {workers!r}")
-    if workers > MAX_WORKERS:
-        raise ValueError(
-            f"workers must be at most {MAX_WORKERS}, got {workers}; a queue "
-            "with that many jobs at once wants several processes"
-        )
-    return workers
-
-
-def _check_payload_limit(limit: object) -> int:
-    if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
-        raise ValueError(f"max_payload_bytes must be a positive int, got {limit!r}")
-    return limit

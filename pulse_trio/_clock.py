@@ -46,7 +46,9 @@ class WallClock:
         if not self._mock:
             return self._system_time_ns() // 1000
         elapsed = trio.current_time() - self._trio0
-        return self._wall0 + round(elapsed * 1_000_000)
+        # Rounding down keeps the wall clock from reaching a due time before
+        # the virtual clock has passed it.
+        return self._wall0 + math.floor(elapsed * 1_000_000)
 
     def is_mock(self) -> bool:
         """Tell whether the current trio run uses a MockClock."""
@@ -57,9 +59,10 @@ class WallClock:
         """Return the trio deadline of a nap towards wall time *at_us*.
 
         The nap lasts at most :data:`MAX_NAP` seconds, after which the caller
-        reads the wall clock again.
+        reads the wall clock again. It ends one microsecond after *at_us*,
+        so that rounding of the float deadline never wakes the caller early.
         """
-        wait = max(at_us - self.now_us(), 0) / 1_000_000
+        wait = (max(at_us - self.now_us(), 0) + 1) / 1_000_000
         return trio.current_time() + min(wait, MAX_NAP)
 
     def _anchor(self, token: object) -> None:

@@ -72,6 +72,7 @@ class Registry:
 
     def __init__(self) -> None:
         self._handlers: dict[str, Handler] = {}
+        self._names: frozenset[str] = frozenset()
 
     def add(self, name: str, function: object) -> None:
         check_job_name(name)
@@ -81,9 +82,10 @@ class Registry:
                 f"({self._handlers[name].function!r}); register each name once"
             )
         self._handlers[name] = Handler.wrap(name, function)
+        self._names = frozenset(self._handlers)
 
     def get(self, name: str) -> Handler | None:
         return self._handlers.get(name)
 
     def names(self) -> frozenset[str]:
-        return frozenset(self._handlers)
+        return self._names

@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
+import functools
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from ._config import JobConfig, to_duration, to_microseconds
 from ._job import to_epoch_microseconds
@@ -56,15 +56,18 @@ def due_time(run_at: datetime | None, delay: timedelta | float | None) -> DueTim
     return DueTime(to_epoch_microseconds(run_at), None, f"run_at={run_at.isoformat()}")
 
 
-def config_columns(config: JobConfig) -> dict[str, Any]:
+@functools.lru_cache(maxsize=256)
+def config_columns(config: JobConfig) -> tuple[int, int, int, int, int | None]:
+    """Return the stored columns of *config*, in the order of INSERT_JOB:
+    priority, max_retries, retry_delay_us, max_retry_delay_us, timeout_us."""
     timeout = config.timeout
-    return {
-        "priority": int(config.priority),
-        "max_retries": config.max_retries,
-        "retry_delay_us": to_microseconds(config.retry_delay),
-        "max_retry_delay_us": to_microseconds(config.max_retry_delay),
-        "timeout_us": None if timeout is None else to_microseconds(timeout),
-    }
+    return (
+        int(config.priority),
+        config.max_retries,
+        to_microseconds(config.retry_delay),
+        to_microseconds(config.max_retry_delay),
+        None if timeout is None else to_microseconds(timeout),
+    )
 
 
 DEFAULT_CONFIG = JobConfig()

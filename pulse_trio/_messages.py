@@ -7,7 +7,6 @@ persistence actor reports its effects after the commit.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -19,24 +18,47 @@ from ._owner import Owner
 T = TypeVar("T")
 
 
-@attrs.define(eq=False)
 class Reply(Generic[T]):
-    """The outcome of one request, set once its batch has committed."""
+    """The outcome of one request, set once its batch has committed.
 
-    _done: trio.Event = attrs.field(factory=trio.Event, init=False)
-    _value: T | None = attrs.field(default=None, init=False)
-    _error: BaseException | None = attrs.field(default=None, init=False)
+    Only the task that sent the request waits for it, so the reply wakes
+    that task directly rather than through a :class:`trio.Event`; a reply
+    is made for every enqueue, and this halves its cost.
+    """
+
+    __slots__ = ("_done", "_error", "_value", "_waiter")
+
+    def __init__(self) -> None:
+        self._done = False
+        self._value: T | None = None
+        self._error: BaseException | None = None
+        self._waiter: trio.lowlevel.Task | None = None
 
     def set(self, value: T) -> None:
         self._value = value
-        self._done.set()
+        self._wake()
 
     def fail(self, error: BaseException) -> None:
         self._error = error
-        self._done.set()
+        self._wake()
+
+    def _wake(self) -> None:
+        self._done = True
+        if self._waiter is not None:
+            trio.lowlevel.reschedule(self._waiter)
+            self._waiter = None
 
     async def wait(self) -> T:
-        await self._done.wait()
+        if self._done:
+            await trio.lowlevel.checkpoint()
+        else:
+            self._waiter = trio.lowlevel.current_task()
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self._waiter = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
@@ -57,12 +79,22 @@ class ClaimedJob:
     @property
     def guard(self) -> dict[str, Any]:
         """Parameters that match the row only while this run owns it."""
-        return {"id": self.id, "owner": self.owner, "attempt": self.attempt}
+        return {
+            "seq": self.seq,
+            "id": self.id,
+            "owner": self.owner,
+            "attempt": self.attempt,
+        }
 
 
 @attrs.frozen
 class Insert:
-    rows: tuple[Mapping[str, Any], ...]
+    """Store jobs of one name: *rows* are in the column order of INSERT_JOB."""
+
+    name: str
+    rows: tuple[tuple[Any, ...], ...]
+    due_now: bool
+    """Whether the jobs are due at once, rather than scheduled."""
     reply: Reply[None]
 
 
@@ -72,6 +104,11 @@ class Claim:
     limit: int
     owner: str
     reply: Reply[list[ClaimedJob]]
+
+
+@attrs.frozen
+class ClaimDue:
+    """Claim due jobs for the idle workers, sent when jobs may have come due."""
 
 
 @attrs.frozen
@@ -145,6 +182,7 @@ class RetryAllDead:
 Message = (
     Insert
     | Claim
+    | ClaimDue
     | Complete
     | Fail
     | Release

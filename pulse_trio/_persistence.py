@@ -9,22 +9,26 @@ every request of its batch, and nothing of the batch is stored.
 
 from __future__ import annotations
 
+import collections
+import itertools
 import json
 import logging
 import math
 import sqlite3
-from collections.abc import Callable
-from typing import Any
+import time
+from typing import Any, Protocol
 
 import attrs
 import trio
+from trio_util import AsyncValue
 
-from ._clock import WallClock
+from ._clock import WallClock, autojump_paused
 from ._config import JobConfig
 from ._errors import DatabaseError, JobNotDead, JobNotFound, PulseError
 from ._job import config_from_row
 from ._messages import (
     Claim,
+    ClaimDue,
     ClaimedJob,
     Complete,
     Fail,
@@ -39,19 +43,43 @@ from ._messages import (
     RetryDead,
 )
 from ._owner import owner_is_dead
+from ._report import Reporter
 from ._store import Row, Store, is_busy
 
 logger = logging.getLogger(__name__)
 
-MAX_BATCH = 256
-"""Maximum requests applied in one transaction.
+MAX_BATCH = 1000
+"""Maximum requests applied in one transaction."""
+
+BATCH_TIME_BUDGET = 0.003
+"""Seconds of real time after which a batch stops taking more requests.
 
 One batch runs in one step of the event loop, so this bounds how long the
-loop is blocked: at the 15-40 µs per request that the benchmarks measured
-on a 2-core VM, up to about 10 ms (an estimate, not a guarantee)."""
+loop is blocked, together with the time of the last request and of the
+commit. The requests left over go first into the next batch."""
 
 BUSY_RETRY_LIMIT = 30.0
 """Seconds a batch keeps retrying while another process holds the lock."""
+
+CHECKPOINT_INTERVAL = 200
+"""Commits between two checkpoints of the WAL file while the actor runs.
+
+A commit of a few jobs adds about 5 pages to the WAL file, so this keeps
+it near SQLite's default of 1,000 pages. The checkpoints run in a worker
+thread, because one that copies and syncs a few megabytes would otherwise
+block the event loop for several milliseconds.
+"""
+
+SYNC_DELAY = 0.005
+"""Seconds that a sync of the WAL file under ``synchronous="FULL"`` may
+wait for more commits when no task waits for it.
+
+It bounds how late the completion of a run is reported, and lets the
+results of many runs share one sync."""
+
+SQLITE_AUTOCHECKPOINT = 1000
+"""SQLite's default size of the WAL file, in pages, that starts a
+checkpoint at commit; restored when the actor stops."""
 
 RESULT_RETRY_PAUSE = 1.0
 """Seconds between two tries to record job results whose write failed."""
@@ -66,10 +94,33 @@ class FailOutcome:
     error: str = ""
 
 
-OnCommit = Callable[[Message, Any], None]
+SINGLE_STATEMENT = (
+    ClaimDue,
+    Complete,
+    Fail,
+    Release,
+    RenewLease,
+    RemoveOwner,
+    Purge,
+)
+"""Requests that run at most one SQL statement, so they need no savepoint."""
 
-SINGLE_STATEMENT = (Claim, Complete, Fail, Release, RenewLease, RemoveOwner, Purge)
-"""Requests that run one SQL statement, so they need no savepoint."""
+
+Outcome = tuple[Message, Any, Exception | None]
+"""A request, its result, and the error it raised if it failed."""
+
+
+def _has_reply(message: Message) -> bool:
+    return getattr(message, "reply", None) is not None
+
+
+@attrs.define
+class _BatchResult:
+    """The result of one transaction: each request's outcome and the claim."""
+
+    outcomes: list[tuple[Message, Any, Exception | None]] = attrs.field(factory=list)
+    claimed: list[ClaimedJob] = attrs.field(factory=list)
+    requested: int = 0
 
 
 def claimed_job(row: Row, owner: str) -> ClaimedJob:
@@ -97,15 +148,45 @@ def _error_entry(attempt: int, error: str, traceback: str, now: int) -> str:
     )
 
 
+class Claimer(Protocol):
+    """Claims due jobs for idle workers inside a batch's transaction."""
+
+    def can_claim(self) -> bool:
+        """Tell whether a claim may find jobs and has workers to give them."""
+
+    def claim(self, now: int) -> tuple[list[ClaimedJob], int]:
+        """Claim due jobs; return them and how many were asked for."""
+
+    def dispatch(self, jobs: list[ClaimedJob], requested: int) -> None:
+        """Hand the jobs of a committed claim to idle workers."""
+
+    def want(self) -> None:
+        """Note that jobs may have come due."""
+
+    def pause(self, error: Exception) -> None:
+        """Stop claiming for a while after a claim failed with *error*."""
+
+
 @attrs.define(eq=False)
 class Persistence:
-    """Applies requests to the store in batches, one commit per batch."""
+    """Applies requests to the store in batches, one commit per batch.
+
+    While the queue runs, each batch also claims due jobs for the idle
+    workers (see :class:`Claimer`), so finishing a job and claiming the next
+    share one commit.
+    """
 
     store: Store
     clock: WallClock
-    on_commit: OnCommit
+    reporter: Reporter
+    claimer: Claimer | None = attrs.field(default=None, init=False)
     _send: trio.MemorySendChannel[Message] = attrs.field(init=False)
     _receive: trio.MemoryReceiveChannel[Message] = attrs.field(init=False)
+    # Requests taken from the channel but not yet applied, because the
+    # batch before them used up its time.
+    _backlog: collections.deque[Message] = attrs.field(
+        factory=collections.deque, init=False
+    )
     running: bool = attrs.field(default=False, init=False)
     # Requests sent but not yet applied. The channel's buffer cannot tell,
     # because trio hands a message straight to a waiting receiver.
@@ -116,6 +197,20 @@ class Persistence:
     _unrecorded: list[Complete | Fail] = attrs.field(factory=list, init=False)
     _retry_at: float = attrs.field(default=math.inf, init=False)
     _closing: bool = attrs.field(default=False, init=False)
+    # Under synchronous=FULL: outcomes of committed requests that wait for
+    # the WAL file to be synced before they are reported, and how many
+    # outcomes a sync in progress covers.
+    _unsynced: list[Outcome] = attrs.field(factory=list, init=False)
+    _syncing: int = attrs.field(default=0, init=False)
+    _sync_needed: trio.Event = attrs.field(factory=trio.Event, init=False)
+    # Set when a task waits for a sync: a reply, or wait_synced().
+    _sync_urgent: trio.Event = attrs.field(factory=trio.Event, init=False)
+    _sync_done: bool = attrs.field(default=False, init=False)
+    # Transactions committed, and how many of the first ones are synced.
+    _committed: int = attrs.field(default=0, init=False)
+    _synced: AsyncValue[int] = attrs.field(factory=lambda: AsyncValue(0), init=False)
+    _checkpoint_at: int = attrs.field(default=CHECKPOINT_INTERVAL, init=False)
+    _checkpoint_needed: trio.Event = attrs.field(factory=trio.Event, init=False)
 
     def __attrs_post_init__(self) -> None:
         self._send, self._receive = trio.open_memory_channel(math.inf)
@@ -139,8 +234,23 @@ class Persistence:
         self._in_flight += 1
 
     def is_idle(self) -> bool:
-        """Tell whether every request sent so far has been applied."""
-        return self._in_flight == 0 and not self._unrecorded
+        """Tell whether every request sent so far has been applied, and its
+        outcome reported."""
+        return (
+            self._in_flight == 0
+            and not self._unrecorded
+            and not self._unsynced
+            and not self._syncing
+        )
+
+    async def wait_synced(self) -> None:
+        """Wait until every transaction committed so far survives a power
+        loss; under ``synchronous="NORMAL"`` return at once."""
+        if self.store.durable:
+            target = self._committed
+            if self._synced.value < target:
+                self._sync_urgent.set()
+            await self._synced.wait_value(lambda synced: synced >= target)
 
     def close(self) -> None:
         """Let the actor finish the queued requests, then return."""
@@ -166,57 +276,88 @@ class Persistence:
         task_status.started()
         try:
             with trio.CancelScope(shield=True):
-                while True:
-                    first: Message | None = None
-                    with trio.move_on_at(self._retry_at):
-                        try:
-                            first = await self._receive.receive()
-                        except trio.EndOfChannel:
-                            break
-                    if first is not None:
-                        await self._commit_from(first)
-                    if trio.current_time() >= self._retry_at:
+                async with trio.open_nursery() as nursery:
+                    if self.store.durable:
+                        nursery.start_soon(self._sync_loop)
+                    async with trio.open_nursery() as checkpoints:
+                        if self.store.has_wal:
+                            self.store.set_autocheckpoint(0)
+                            checkpoints.start_soon(self._checkpoint_loop)
+                        await self._serve()
+                        self._closing = True
                         await self._retry_unrecorded()
-                self._closing = True
-                await self._retry_unrecorded()
+                        checkpoints.cancel_scope.cancel()
+                    self._sync_done = True
+                    self._sync_needed.set()
+                    self._sync_urgent.set()
         finally:
             self.running = False
+            if self.store.has_wal:
+                self.store.set_autocheckpoint(SQLITE_AUTOCHECKPOINT)
 
-    async def _commit_from(self, first: Message) -> None:
-        # One pass of the run queue lets the tasks that are ready send their
-        # requests too, so they share this commit.
-        await trio.lowlevel.cancel_shielded_checkpoint()
-        batch = [first]
-        while len(batch) < MAX_BATCH:
+    async def _serve(self) -> None:
+        while True:
+            if not self._backlog:
+                try:
+                    await self._receive_next()
+                except trio.EndOfChannel:
+                    return
+            if self._backlog:
+                await self._commit_backlog()
+            if trio.current_time() >= self._retry_at:
+                await self._retry_unrecorded()
+
+    async def _receive_next(self) -> None:
+        """Wait for the next request, or until results are due a retry."""
+        if self._retry_at == math.inf:
+            # No deadline, so no cancel scope: it costs a few microseconds
+            # per request.
+            self._backlog.append(await self._receive.receive())
+            return
+        with trio.move_on_at(self._retry_at):
+            self._backlog.append(await self._receive.receive())
+
+    async def _commit_backlog(self) -> None:
+        # Tasks that trio wakes together run in one batch of its run queue,
+        # and the first request among them wakes this task for the next
+        # batch, so by now they have all sent theirs and share this commit.
+        while len(self._backlog) < MAX_BATCH:
             try:
-                batch.append(self._receive.receive_nowait())
+                self._backlog.append(self._receive.receive_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
-        await self._commit(batch, counted=True)
+        batch = list(itertools.islice(self._backlog, MAX_BATCH))
+        applied = await self._commit(batch, counted=True)
+        for _ in range(applied):
+            self._backlog.popleft()
 
     async def _retry_unrecorded(self) -> None:
         batch: list[Message] = list(self._unrecorded)
         self._unrecorded.clear()
         self._retry_at = math.inf
-        if batch:
-            await self._commit(batch, retrying=True)
+        while batch:
+            applied = await self._commit(batch, retrying=True)
+            del batch[:applied]
 
     async def _commit(
         self, batch: list[Message], *, counted: bool = False, retrying: bool = False
-    ) -> None:
-        """Apply *batch*, retrying while another process holds the lock.
+    ) -> int:
+        """Apply the start of *batch* in one transaction, and return how many
+        requests it applied.
 
-        With *counted*, the batch came through the channel and leaves the
+        It applies requests until :data:`BATCH_TIME_BUDGET` is used up, and
+        at least one. It retries while another process holds the lock. With
+        *counted*, the batch came through the channel and leaves the
         in-flight count before any reply is sent, so a task woken by a reply
         already sees the actor idle.
         """
         deadline = trio.current_time() + BUSY_RETRY_LIMIT
         delay = 0.001
-        outcomes: list[tuple[Message, Any, Exception | None]] | None = None
+        result: _BatchResult | None = None
         failure: sqlite3.Error | None = None
-        while outcomes is None and failure is None:
+        while result is None and failure is None:
             try:
-                outcomes = self._execute(batch)
+                result = self._execute(batch)
             except sqlite3.OperationalError as exc:
                 if not is_busy(exc) or trio.current_time() > deadline:
                     failure = exc
@@ -225,29 +366,143 @@ class Persistence:
                     delay = min(delay * 2, 0.05)
             except sqlite3.DatabaseError as exc:
                 failure = exc
-        if counted:
-            self._in_flight -= len(batch)
         if failure is not None:
+            if counted:
+                self._in_flight -= len(batch)
             self._fail_batch(batch, failure, retrying=retrying)
-            return
-        assert outcomes is not None
-        for message, result, error in outcomes:
-            self._finish(message, result, error)
+            return len(batch)
+        assert result is not None
+        self._committed += 1
+        if self._committed >= self._checkpoint_at:
+            self._checkpoint_at = self._committed + CHECKPOINT_INTERVAL
+            self._checkpoint_needed.set()
+        if counted:
+            self._in_flight -= len(result.outcomes)
+        if self.claimer is not None and result.requested:
+            # A claimed job may start before its claim is synced: if the
+            # claim is lost to a power failure, the job runs again.
+            self.claimer.dispatch(result.claimed, result.requested)
+        await self._settle(result.outcomes)
+        return len(result.outcomes)
 
-    def _execute(
-        self, batch: list[Message]
-    ) -> list[tuple[Message, Any, Exception | None]]:
+    async def _settle(self, outcomes: list[Outcome]) -> None:
+        """Reply to and report committed requests once they are durable."""
+        if not self.store.durable:
+            self._deliver(outcomes)
+        elif self.running:
+            self._unsynced += outcomes
+            self._sync_needed.set()
+            if any(_has_reply(message) for message, _, _ in outcomes):
+                self._sync_urgent.set()
+        else:
+            # No actor runs: the caller itself waits for the sync.
+            await self._sync(outcomes)
+
+    def _deliver(self, outcomes: list[Outcome]) -> None:
+        for message, value, error in outcomes:
+            self._finish(message, value, error)
+        self.reporter.batch_committed()
+
+    # -- durability under synchronous=FULL --------------------------------
+
+    @trio.lowlevel.enable_ki_protection
+    async def _sync_loop(self) -> None:
+        """Sync the WAL file after commits, and then report their outcomes.
+
+        A sync starts at once when a task waits for it (a request with a
+        reply, or :meth:`wait_synced`), else up to :data:`SYNC_DELAY` after
+        the first commit it covers, so that the results of many runs share
+        one sync. While a sync runs in a thread, the actor goes on
+        committing. The loop ends once the actor has stopped and every
+        outcome is reported.
+        """
+        while True:
+            if not self._unsynced:
+                if self._sync_done:
+                    return
+                await self._sync_needed.wait()
+                self._sync_needed = trio.Event()
+                continue
+            with trio.move_on_after(SYNC_DELAY):
+                await self._sync_urgent.wait()
+            self._sync_urgent = trio.Event()
+            outcomes, self._unsynced = self._unsynced, []
+            await self._sync(outcomes)
+
+    @trio.lowlevel.enable_ki_protection
+    async def _checkpoint_loop(self) -> None:
+        while True:
+            await self._checkpoint_needed.wait()
+            self._checkpoint_needed = trio.Event()
+            try:
+                with autojump_paused():
+                    await trio.to_thread.run_sync(self.store.checkpoint)
+            except sqlite3.Error as exc:
+                # The next one tries again; the WAL file only grows meanwhile.
+                logger.warning(
+                    "checkpoint of the WAL file of %r failed: %s",
+                    self.store.description,
+                    exc,
+                )
+
+    async def _sync(self, outcomes: list[Outcome]) -> None:
+        count = len(outcomes)
+        committed = self._committed
+        self._syncing += count
+        try:
+            with autojump_paused():
+                await trio.to_thread.run_sync(self.store.sync)
+        except OSError as exc:
+            error = DatabaseError(
+                f"syncing the WAL file of {self.store.description!r} failed, so "
+                f"the last commits may not survive a power loss: {exc}"
+            )
+            error.__cause__ = exc
+            logger.error("%s", error, exc_info=error)
+            outcomes = [
+                (message, value, error if _has_reply(message) else failure)
+                for message, value, failure in outcomes
+            ]
+        finally:
+            self._syncing -= count
+        self._synced.value = max(self._synced.value, committed)
+        self._deliver(outcomes)
+
+    def _execute(self, batch: list[Message]) -> _BatchResult:
         now = self.clock.now_us()
-        outcomes: list[tuple[Message, Any, Exception | None]] = []
-        with self.store.write():
+        started = time.perf_counter()
+        result = _BatchResult()
+        self.store.begin()
+        try:
             for message in batch:
                 try:
-                    outcomes.append((message, self._apply_one(message, now), None))
+                    value = self._apply_one(message, now)
                 except sqlite3.OperationalError:
                     raise
                 except Exception as exc:  # noqa: BLE001 - goes to its sender
-                    outcomes.append((message, None, exc))
-        return outcomes
+                    result.outcomes.append((message, None, exc))
+                else:
+                    result.outcomes.append((message, value, None))
+                if time.perf_counter() - started > BATCH_TIME_BUDGET:
+                    break
+            if self.claimer is not None and self.claimer.can_claim():
+                self._claim_for_workers(now, result)
+            self.store.commit()
+        except BaseException:
+            self.store.rollback()
+            raise
+        return result
+
+    def _claim_for_workers(self, now: int, result: _BatchResult) -> None:
+        assert self.claimer is not None
+        try:
+            with self.store.savepoint():
+                result.claimed, result.requested = self.claimer.claim(now)
+        except sqlite3.OperationalError:
+            raise
+        except sqlite3.DatabaseError as exc:
+            # A damaged index, for example: the other requests still commit.
+            self.claimer.pause(exc)
 
     def _apply_one(self, message: Message, now: int) -> Any:
         # A request of one statement is undone by SQLite itself if that
@@ -263,6 +518,7 @@ class Persistence:
     def _fail_batch(
         self, batch: list[Message], exc: sqlite3.Error, *, retrying: bool = False
     ) -> None:
+        # Nothing of the batch was stored, so there is nothing to sync.
         error = DatabaseError(f"write to {self.store.description!r} failed: {exc}")
         error.__cause__ = exc
         for message in batch:
@@ -293,7 +549,7 @@ class Persistence:
             return
         if reply is not None:
             reply.set(result)
-        self.on_commit(message, result)
+        self.reporter.report(message, result)
 
     def _report_error(self, message: Message, error: Exception) -> None:
         if isinstance(error, PulseError) and getattr(message, "reply", None):
@@ -316,18 +572,24 @@ class Persistence:
 
     def _apply(self, message: Message, now: int) -> Any:
         match message:
-            case Insert(rows=rows):
+            case Insert(rows=rows, due_now=due_now):
                 self.store.insert(rows)
+                if due_now:
+                    self._want_claim()
                 return None
+            case ClaimDue():
+                return None  # the claim runs at the end of every batch
             case Claim():
                 return self._claim(message, now)
             case Complete(job=job):
-                return self.store.complete(job.id, job.owner, job.attempt, now)
+                return self.store.complete(job.guard, now)
             case Fail():
                 return self._fail(message, now)
             case Release(job=job):
-                return self.store.release(job.id, job.owner, job.attempt)
+                self._want_claim()
+                return self.store.release(job.guard)
             case RetryDead(job_id=job_id):
+                self._want_claim()
                 return self._retry_dead(job_id, now)
             case RenewLease(owner=owner, lease_until=lease_until):
                 self.store.upsert_owner(
@@ -335,6 +597,7 @@ class Persistence:
                 )
                 return None
             case RecoverOrphans(own_id=own_id):
+                self._want_claim()
                 return self._recover(own_id, now)
             case RemoveOwner(owner_id=owner_id):
                 self.store.delete_owner(owner_id)
@@ -342,10 +605,15 @@ class Persistence:
             case Purge(status=status, before=before, limit=limit):
                 return self.store.purge(status, before, limit)
             case RetryAllDead(name=name, limit=limit):
+                self._want_claim()
                 return [
                     (row["id"], row["name"])
                     for row in self.store.retry_all_dead(name, now, limit)
                 ]
+
+    def _want_claim(self) -> None:
+        if self.claimer is not None:
+            self.claimer.want()
 
     def _claim(self, message: Claim, now: int) -> list[ClaimedJob]:
         if not message.names or message.limit <= 0:
@@ -356,6 +624,8 @@ class Persistence:
     def _fail(self, message: Fail, now: int) -> FailOutcome | None:
         job = message.job
         outcome = failure_outcome(job.attempt, job.config, now)
+        if outcome.status == "retrying" and outcome.run_at <= now:
+            self._want_claim()
         recorded = self.store.fail(
             job.guard,
             {

@@ -7,7 +7,6 @@ import json
 import logging
 import math
 import os
-import uuid
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
@@ -30,6 +29,7 @@ from ._errors import (
 )
 from ._events import Listener, Listeners
 from ._handlers import HandlerFunction, Registry, check_job_name
+from ._ids import new_job_ids
 from ._inline import InlineRunner
 from ._inputs import (
     DueTime,
@@ -61,7 +61,7 @@ from ._messages import (
 from ._owner import Owner
 from ._persistence import Persistence
 from ._report import Reporter
-from ._scheduler import Scheduler
+from ._scheduler import Dispatcher, Scheduler
 from ._stats import PulseStatistics, QueueSummary
 from ._store import Store, StoreBusy, Synchronous
 from ._worker import Worker, WorkerPool, leaf_exceptions
@@ -69,6 +69,10 @@ from ._worker import Worker, WorkerPool, leaf_exceptions
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=HandlerFunction)
+
+# One encoder for every payload: json.dumps() with options builds a new one
+# per call.
+_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 """Largest encoded payload accepted by default: 1 MiB."""
@@ -160,6 +164,7 @@ class Pulse:
         self._stopped = trio.Event()
         self._crew_scope: trio.CancelScope | None = None
         self._pool: WorkerPool | None = None
+        self._dispatcher: Dispatcher | None = None
         self._context: AbstractAsyncContextManager[Pulse] | None = None
         self._inline = (
             InlineRunner(
@@ -370,37 +375,29 @@ class Pulse:
         if run_at is not None:
             check_due_range(due, run_at.description)
         columns = config_columns(config)
-        status = "scheduled" if due > now else "pending"
+        due_now = due <= now
+        status = "pending" if due_now else "scheduled"
+        ids = new_job_ids(now, len(texts))
         rows = [
-            {
-                "id": uuid.uuid4().hex,
-                "name": name,
-                "payload": text,
-                "status": status,
-                "created_at": now,
-                "run_at": due,
-                **columns,
-            }
-            for text in texts
+            (job_id, name, text, status, *columns, now, due)
+            for job_id, text in zip(ids, texts, strict=True)
         ]
         for start in range(0, len(rows), INSERT_CHUNK):
             chunk = tuple(rows[start : start + INSERT_CHUNK])
             reply: Reply[None] = Reply()
+            message = Insert(name=name, rows=chunk, due_now=due_now, reply=reply)
             try:
-                await self._persistence.submit(Insert(rows=chunk, reply=reply))
+                await self._persistence.submit(message)
             except (trio.ClosedResourceError, trio.BrokenResourceError):
                 raise self._closed_error() from None
             await reply.wait()
-        ids = [row["id"] for row in rows]
         if self._inline is not None:
             await self._inline.run_jobs(ids)
         return ids
 
     def _encode(self, name: str, payload: Any) -> str:
         try:
-            text = json.dumps(
-                payload, allow_nan=False, ensure_ascii=False, separators=(",", ":")
-            )
+            text = _ENCODER.encode(payload)
         except (TypeError, ValueError, RecursionError) as exc:
             # UnicodeEncodeError is a ValueError: a str with a lone surrogate.
             reason = str(exc)
@@ -572,6 +569,9 @@ class Pulse:
             generation = changes.value
             job = await self.status(job_id)
             if job.status in FINISHED_STATUSES:
+                # Under synchronous="FULL" the row may show a commit that is
+                # not yet synced; the job is returned once it is.
+                await self._persistence.wait_synced()
                 return job
             with trio.move_on_after(poll):
                 await changes.wait_value(partial(ne, generation))
@@ -744,16 +744,38 @@ class Pulse:
                     pool,
                 )
             )
-        scheduler = Scheduler(
+        dispatcher = self._dispatcher = Dispatcher(
             self._store,
             self._persistence,
             self._registry,
             pool,
-            self._clock,
             owner.id,
+            self._wakeups,
+        )
+        scheduler = Scheduler(
+            self._store,
+            self._persistence,
+            dispatcher,
+            self._registry,
+            self._clock,
             self._wakeups,
             watch_other_processes=self._store.description != ":memory:",
         )
+        self._persistence.claimer = dispatcher
+        try:
+            await self._run_crew(owner, pool, scheduler, task_status)
+        finally:
+            dispatcher.close()
+            self._persistence.claimer = None
+        logger.info("queue on %r stopped", self.database)
+
+    async def _run_crew(
+        self,
+        owner: Owner,
+        pool: WorkerPool,
+        scheduler: Scheduler,
+        task_status: trio.TaskStatus[None],
+    ) -> None:
         async with trio.open_nursery() as lease_nursery:
             lease_nursery.start_soon(self._keep_lease, owner)
             if self._keep_completed is not None:
@@ -775,10 +797,10 @@ class Pulse:
                     scheduling.cancel_scope.cancel()
                 self._stop_crew(crew.cancel_scope, pool)
             lease_nursery.cancel_scope.cancel()
-        logger.info("queue on %r stopped", self.database)
 
     def _stop_crew(self, scope: trio.CancelScope, pool: WorkerPool) -> None:
-        # The scheduler has stopped, so no job is claimed from here on.
+        # The dispatcher closed when the stop was requested, so no job is
+        # claimed from here on.
         pool.close_inboxes()
         self._crew_stopping = True
         if self._stop_now:
@@ -821,6 +843,8 @@ class Pulse:
             return
         if self._state is _State.RUNNING:
             self._state = _State.STOPPING
+        if self._dispatcher is not None:
+            self._dispatcher.close()
         if grace is not None:
             # A later call may shorten the grace period of one in progress.
             deadline = trio.current_time() + grace

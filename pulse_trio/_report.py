@@ -40,9 +40,10 @@ def _extra(job_id: str, name: str) -> dict[str, str]:
 class Reporter:
     """Logs committed changes, sends events and wakes waiting tasks.
 
-    ``wakeups`` wakes the scheduler when a job may have become due;
-    ``changes`` wakes :meth:`Pulse.wait` and :meth:`Pulse.drain` after any
-    change of a job's state.
+    ``wakeups`` wakes the scheduler when the next due time of a job may
+    have moved closer; ``changes`` wakes :meth:`Pulse.wait` and
+    :meth:`Pulse.drain` after each committed batch and each worker that
+    becomes idle.
     """
 
     clock: WallClock
@@ -55,17 +56,19 @@ class Reporter:
     def wake(self) -> None:
         self.wakeups.value += 1
 
-    def __call__(self, message: Message, result: Any) -> None:
+    def report(self, message: Message, result: Any) -> None:
+        """Report the committed outcome of one request."""
         match message:
-            case Insert(rows=rows):
+            case Insert(name=name, rows=rows, due_now=due_now):
                 for row in rows if logger.isEnabledFor(logging.DEBUG) else ():
                     logger.debug(
                         "job %s (%s): enqueued",
-                        row["id"],
-                        row["name"],
-                        extra=_extra(row["id"], row["name"]),
+                        row[0],
+                        name,
+                        extra=_extra(row[0], name),
                     )
-                self.wake()
+                if not due_now:
+                    self.wake()  # the next due time may be sooner now
             case Complete():
                 self._completed(message, result)
             case Fail():
@@ -73,15 +76,15 @@ class Reporter:
                 self.wake()
             case Release(job=job) if result:
                 self._cancelled(job)
-                self.wake()
             case RetryDead():
                 self._retried([result])
             case RetryAllDead():
                 self._retried(result)
             case RecoverOrphans():
                 self._recovered(result)
-            case _:
-                return
+
+    def batch_committed(self) -> None:
+        """Wake the tasks that wait for a change, once per committed batch."""
         self.changes.value += 1
 
     def started(self, job: ClaimedJob) -> None:
@@ -198,8 +201,6 @@ class Reporter:
                 extra=_extra(job_id, name),
             )
             self._emit(EventKind.RETRIED, job_id, name, 0)
-        if jobs:
-            self.wake()
 
     def _recovered(self, recovered: list[tuple[ClaimedJob, Any]]) -> None:
         for job, outcome in recovered:
@@ -221,8 +222,6 @@ class Reporter:
                 error=outcome.error,
                 next_run_at=None if dead else from_microseconds(outcome.run_at),
             )
-        if recovered:
-            self.wake()
 
     def _stale(self, job: ClaimedJob, what: str) -> None:
         logger.warning(

@@ -1,4 +1,12 @@
-"""The scheduler actor: claims due jobs and hands them to idle workers."""
+"""The scheduler actor and the dispatcher: when to claim jobs, and for which workers.
+
+The dispatcher claims due jobs for idle workers inside the persistence
+actor's transactions: each batch that records finished runs also claims the
+next jobs, and the claimed jobs reach their workers in the same step of the
+event loop as the commit. The scheduler handles time: it sleeps until the
+next scheduled job is due or another process commits, then asks for a
+claim.
+"""
 
 from __future__ import annotations
 
@@ -10,12 +18,11 @@ import trio
 from trio_util import AsyncValue
 
 from ._clock import MAX_NAP, WallClock
-from ._errors import PulseError
 from ._handlers import Registry
-from ._messages import Claim, ClaimedJob, Reply
-from ._persistence import Persistence
+from ._messages import ClaimDue, ClaimedJob, Release, Reply
+from ._persistence import Persistence, claimed_job
 from ._store import Store
-from ._worker import Worker, WorkerPool, release_job
+from ._worker import WorkerPool
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +30,7 @@ UNHANDLED_WARNING_INTERVAL = 300.0
 """Seconds between two warnings about due jobs that no handler here runs."""
 
 CLAIM_ERROR_PAUSE = 1.0
-"""Seconds to wait after a failed claim before the next one."""
+"""Seconds without claims after a claim failed."""
 
 DATA_VERSION_POLL = 0.025
 """Seconds between two checks for commits by other processes while idle.
@@ -34,87 +41,125 @@ enqueued by another process starts within about this time.
 
 
 @attrs.define(eq=False)
-class Scheduler:
-    """Claims due jobs, highest priority first, as workers become idle.
+class Dispatcher:
+    """Claims due jobs for the idle workers and hands the jobs over.
 
-    It sleeps until the next job is due, a wake-up arrives (an enqueue, a
-    failed run's retry, a release) or :data:`MAX_NAP` passes, whichever is
-    first.
+    The persistence actor calls :meth:`claim` inside each batch's
+    transaction and :meth:`dispatch` after the commit. ``wanted`` records
+    whether due jobs may be waiting: a claim that finds fewer jobs than it
+    asked for clears it, and anything that may make a job due sets it.
     """
 
     store: Store
     persistence: Persistence
     registry: Registry
     pool: WorkerPool
-    clock: WallClock
     owner_id: str
+    wakeups: AsyncValue[int]
+    wanted: bool = True
+    closed: bool = False
+    paused_until: float = -math.inf
+
+    def want(self) -> None:
+        self.wanted = True
+
+    def close(self) -> None:
+        """Claim nothing more: the queue is stopping."""
+        self.closed = True
+
+    def can_claim(self) -> bool:
+        return (
+            self.wanted
+            and not self.closed
+            and bool(self.pool.idle)
+            and bool(self.registry.names())
+            and trio.current_time() >= self.paused_until
+        )
+
+    def claim(self, now: int) -> tuple[list[ClaimedJob], int]:
+        if not self.can_claim():
+            return [], 0
+        names = self.registry.names()
+        limit = len(self.pool.idle)
+        rows = self.store.claim(names, limit, now, self.owner_id)
+        return [claimed_job(row, self.owner_id) for row in rows], limit
+
+    def dispatch(self, jobs: list[ClaimedJob], requested: int) -> None:
+        if len(jobs) < requested:
+            self.wanted = False
+        for job in jobs:
+            worker = self.pool.take_idle()
+            try:
+                worker.assign(job)
+            except trio.ClosedResourceError:
+                # The worker was cancelled while the claim committed.
+                self.persistence.submit_nowait(Release(job=job, reply=Reply()))
+
+    def pause(self, error: Exception) -> None:
+        logger.error(
+            "claiming due jobs failed; trying again in %g s: %s",
+            CLAIM_ERROR_PAUSE,
+            error,
+            exc_info=error,
+        )
+        self.paused_until = trio.current_time() + CLAIM_ERROR_PAUSE
+        self.wakeups.value += 1  # the scheduler wakes at the end of the pause
+
+
+@attrs.define(eq=False)
+class Scheduler:
+    """Asks for a claim whenever jobs may have come due by time or by the
+    commit of another process.
+
+    It sleeps until the next job is due, a wake-up arrives (a job scheduled
+    or a run failed, so the next due time may be sooner), another process
+    commits, or :data:`MAX_NAP` passes, whichever is first.
+    """
+
+    store: Store
+    persistence: Persistence
+    dispatcher: Dispatcher
+    registry: Registry
+    clock: WallClock
     wakeups: AsyncValue[int]
     watch_other_processes: bool
     _next_unhandled_check: float = attrs.field(default=-math.inf, init=False)
+    # Wall time of the last claim request: every job due by then is either
+    # claimed or waits for a worker, so the next nap waits for later ones.
+    _requested_at: int = attrs.field(default=0, init=False)
 
     async def run(self) -> None:
         while True:
-            await self.pool.idle_count.wait_value(lambda idle: idle > 0)
             generation = self.wakeups.value
-            workers = self.pool.reserve_all()
-            claimed = await self._claim_for(workers)
-            if claimed < len(workers):
-                await self._nap(generation)
+            self._request_claim()
+            await self._nap(generation)
 
-    # A KeyboardInterrupt between the claim's commit and the dispatch would
-    # strand the claimed jobs as running, so it is delivered elsewhere.
-    @trio.lowlevel.enable_ki_protection
-    async def _claim_for(self, workers: list[Worker]) -> int:
-        names = self.registry.names()
-        reply: Reply[list[ClaimedJob]] = Reply()
-        jobs: list[ClaimedJob] = []
-        failure: PulseError | None = None
-        # A claim that commits must reach a worker, so waiting for it is
-        # shielded: cancelling here would strand the claimed jobs as running.
-        with trio.CancelScope(shield=True):
-            try:
-                await self.persistence.submit(
-                    Claim(
-                        names=names,
-                        limit=len(workers),
-                        owner=self.owner_id,
-                        reply=reply,
-                    )
-                )
-                jobs = await reply.wait()
-            except PulseError as exc:
-                failure = exc
-            for worker, job in zip(workers, jobs, strict=False):
-                await self._dispatch(worker, job)
-        for worker in workers[len(jobs) :]:
-            self.pool.mark_idle(worker)
-        if failure is not None:
-            logger.error("claiming due jobs failed: %s", failure, exc_info=failure)
-            await trio.sleep(CLAIM_ERROR_PAUSE)
-            return len(workers)
-        return len(jobs)
-
-    async def _dispatch(self, worker: Worker, job: ClaimedJob) -> None:
-        try:
-            worker.assign(job)
-        except (trio.BrokenResourceError, trio.ClosedResourceError):
-            # The worker stopped while the claim committed.
-            await release_job(self.persistence, job)
+    def _request_claim(self) -> None:
+        self._requested_at = self.clock.now_us()
+        self.dispatcher.want()
+        if self.dispatcher.pool.idle:
+            self.persistence.submit_nowait(ClaimDue())
 
     async def _nap(self, generation: int) -> None:
         names = self.registry.names()
         # Future jobs of every name count: waking for one that this process
-        # has no handler for costs one empty claim.
-        next_due = self.store.next_future_time()
+        # has no handler for costs one empty claim. After a backward jump of
+        # the wall clock, jobs due between now and the last request count
+        # as future again.
+        after = min(self._requested_at, self.clock.now_us())
+        next_due = self.store.next_future_time(after)
         if next_due is None:
             deadline = trio.current_time() + MAX_NAP
         else:
             deadline = self.clock.deadline_for(next_due)
+        if self.dispatcher.paused_until > trio.current_time():
+            deadline = min(deadline, self.dispatcher.paused_until)
         self._warn_unhandled(names)
         if not self.watch_other_processes or self.clock.is_mock():
             with trio.move_on_at(deadline):
                 await self.wakeups.wait_value(lambda value: value != generation)
             return
+        await trio.lowlevel.checkpoint()
         await self._nap_watching(generation, deadline)
 
     async def _nap_watching(self, generation: int, deadline: float) -> None:

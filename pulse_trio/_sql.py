@@ -37,14 +37,13 @@ CREATE INDEX pulse_jobs_failed ON pulse_jobs (last_failed_at)
 WHERE last_failed_at IS NOT NULL
 """
 
+# Rows are tuples in the order of the columns named here; see
+# Store.insert.
 INSERT_JOB = """
 INSERT INTO pulse_jobs (
-    id, name, payload, status, priority, attempts, max_retries,
-    retry_delay_us, max_retry_delay_us, timeout_us, created_at, run_at
-) VALUES (
-    :id, :name, :payload, :status, :priority, 0, :max_retries,
-    :retry_delay_us, :max_retry_delay_us, :timeout_us, :created_at, :run_at
-)
+    id, name, payload, status, priority, max_retries, retry_delay_us,
+    max_retry_delay_us, timeout_us, created_at, run_at
+) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
 PROMOTE_DUE = f"""
@@ -52,8 +51,9 @@ UPDATE pulse_jobs SET status = 'pending' WHERE {FUTURE} AND run_at <= :now
 """
 
 # One branch per handled name, each reading the ready index in run order;
-# the caller merges the branches. SQLite allows at most 500 terms in one
-# compound SELECT, so names go in chunks of CLAIM_NAMES_PER_QUERY.
+# the outer query merges the branches. SQLite allows at most 500 terms in
+# one compound SELECT, so with more names the caller runs READY_FOR_NAME in
+# chunks of CLAIM_NAMES_PER_QUERY and claims the merged rows by seq.
 CLAIM_NAMES_PER_QUERY = 50
 
 READY_FOR_NAME = """
@@ -64,13 +64,36 @@ SELECT * FROM (
 )
 """
 
-# RETURNING does not keep any order, so the caller sorts the claimed rows.
-CLAIM_SEQS = """
+CLAIMED_COLUMNS = """
+seq, id, name, payload, attempts, priority, run_at, max_retries,
+retry_delay_us, max_retry_delay_us, timeout_us
+"""
+
+CLAIM_UPDATE = """
 UPDATE pulse_jobs
-SET status = 'running', attempts = attempts + 1, started_at = :now,
-    owner = :owner
-WHERE seq IN (SELECT value FROM json_each(:seqs)) AND status = 'pending'
-RETURNING *
+SET status = 'running', attempts = attempts + 1, started_at = ?, owner = ?
+"""
+
+
+def claim_due(name_count: int) -> str:
+    """Return the statement that claims due jobs of *name_count* names.
+
+    Its parameters are the time, the owner, then each name with the limit,
+    then the limit again.
+    """
+    branches = " UNION ALL ".join([READY_FOR_NAME] * name_count)
+    return f"""{CLAIM_UPDATE}
+WHERE status = 'pending' AND seq IN (
+    SELECT seq FROM ({branches}) ORDER BY priority DESC, run_at, seq LIMIT ?
+)
+RETURNING {CLAIMED_COLUMNS}
+"""
+
+
+# RETURNING does not keep any order, so the caller sorts the claimed rows.
+CLAIM_SEQS = f"""{CLAIM_UPDATE}
+WHERE seq IN (SELECT value FROM json_each(?)) AND status = 'pending'
+RETURNING {CLAIMED_COLUMNS}
 """
 
 # Claims one job by id, for inline mode, where enqueue() runs the job it
@@ -83,7 +106,9 @@ WHERE id = :id AND {WAITING} AND run_at <= :now
 RETURNING *
 """
 
-NEXT_FUTURE_TIME = f"SELECT min(run_at) FROM pulse_jobs WHERE {FUTURE}"
+NEXT_FUTURE_TIME = f"""
+SELECT min(run_at) FROM pulse_jobs WHERE {FUTURE} AND run_at > :after
+"""
 
 HAS_READY = """
 SELECT 1 FROM pulse_jobs
@@ -98,7 +123,11 @@ WHERE {FUTURE} AND name IN (SELECT value FROM json_each(:names))
 
 # Every change to a running job names the owner and attempt that claimed
 # it, so a stale worker cannot overwrite a newer state.
-RUN_GUARD = "id = :id AND status = 'running' AND owner = :owner AND attempts = :attempt"
+# The seq finds the row; the id makes sure that it is still the same job.
+RUN_GUARD = """
+seq = :seq AND id = :id AND status = 'running' AND owner = :owner
+AND attempts = :attempt
+"""
 
 COMPLETE = f"""
 UPDATE pulse_jobs

@@ -8,10 +8,18 @@ no transaction stays open across an ``await``.
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import sqlite3
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import (
+    Callable,
+    Collection,
+    Iterable,
+    Iterator,
+    Mapping,
+    Sequence,
+)
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Concatenate, Literal, ParamSpec, TypeVar
@@ -47,6 +55,13 @@ def is_busy(exc: sqlite3.Error) -> bool:
         sqlite3.SQLITE_BUSY,
         sqlite3.SQLITE_LOCKED,
     ) or "locked" in str(exc)
+
+
+def _check_synchronous(synchronous: object) -> None:
+    if synchronous not in ("NORMAL", "FULL"):
+        raise ValueError(
+            f"invalid synchronous mode {synchronous!r}; use 'NORMAL' or 'FULL'"
+        )
 
 
 def _raise_if_busy(exc: sqlite3.Error, description: str) -> None:
@@ -124,6 +139,11 @@ def _run_order(row: Row) -> tuple[int, int, int]:
     return (-row["priority"], row["run_at"], row["seq"])
 
 
+@functools.lru_cache(maxsize=_sql.CLAIM_NAMES_PER_QUERY)
+def _claim_statement(name_count: int) -> str:
+    return _sql.claim_due(name_count)
+
+
 P = ParamSpec("P")
 R = TypeVar("R")
 
@@ -164,9 +184,16 @@ def _reads(
 class Store:
     """One SQLite connection holding the queue's tables."""
 
-    def __init__(self, conn: sqlite3.Connection, description: str) -> None:
+    def __init__(
+        self, conn: sqlite3.Connection, description: str, *, durable: bool = False
+    ) -> None:
         self.conn = conn
         self.description = description
+        self.durable = durable
+        """Whether commits must reach the disk before they are reported
+        (``synchronous="FULL"``): see :meth:`sync`."""
+        self._wal_fd: int | None = None
+        self._checkpoint_conn: sqlite3.Connection | None = None
         conn.row_factory = sqlite3.Row
         self.db = sqlite_utils.Database(conn, execute_plugins=False)
 
@@ -189,6 +216,7 @@ class Store:
             StoreBusy: Another connection holds a lock that opening needs;
                 retry after a pause.
         """
+        _check_synchronous(synchronous)
         path = Path(path)
         if not create and not path.is_file():
             raise DatabaseError(
@@ -224,10 +252,16 @@ class Store:
             )
         except sqlite3.Error as exc:
             raise DatabaseError(f"cannot open database {str(path)!r}: {exc}") from exc
-        store = cls(conn, str(path))
+        store = cls(conn, str(path), durable=synchronous == "FULL")
         try:
-            store._configure(journal_mode="WAL", synchronous=synchronous)
-            store._migrate(create=create)
+            # The schema is checked before anything is written, so a file
+            # that is not a pulse-trio database stays as it was.
+            pending = store._check_schema(create=create)
+            # Commits run at NORMAL in both modes; under FULL the WAL file
+            # is synced before their outcomes are reported (see sync()).
+            store._configure(journal_mode="WAL", synchronous="NORMAL")
+            if pending:
+                store._apply_migrations()
         except BaseException:
             conn.close()
             raise
@@ -241,14 +275,11 @@ class Store:
         )
         store = cls(conn, ":memory:")
         store._configure(journal_mode="MEMORY", synchronous="NORMAL")
-        store._migrate()
+        store._check_schema()
+        store._apply_migrations()
         return store
 
     def _configure(self, journal_mode: str, synchronous: Synchronous) -> None:
-        if synchronous not in ("NORMAL", "FULL"):
-            raise ValueError(
-                f"invalid synchronous mode {synchronous!r}; use 'NORMAL' or 'FULL'"
-            )
         try:
             self.conn.execute(f"PRAGMA journal_mode = {journal_mode}")
             self.conn.execute(f"PRAGMA synchronous = {synchronous}")
@@ -260,8 +291,13 @@ class Store:
                 f"cannot use {self.description!r} as a pulse-trio database: {exc}{hint}"
             ) from exc
 
-    def _migrate(self, *, create: bool = True) -> None:
-        try:
+    def _check_schema(self, *, create: bool = True) -> bool:
+        """Check, without writing, that this version can use the schema.
+
+        Returns:
+            Whether migrations are pending.
+        """
+        with self._schema_errors():
             applied = {m.name for m in migrations.applied(self.db)}
             if not create and not applied:
                 raise DatabaseError(
@@ -279,20 +315,101 @@ class Store:
                     f"of pulse-trio does not know ({', '.join(unknown)}); it was "
                     "written by a newer pulse-trio, so upgrade pulse-trio to open it"
                 )
+            return bool(known - applied)
+
+    def _apply_migrations(self) -> None:
+        with self._schema_errors():
+            # Another process may have applied them since the check.
             if migrations.pending(self.db):
                 with self.write():
                     migrations.apply(self.db)
+
+    @contextmanager
+    def _schema_errors(self) -> Iterator[None]:
+        try:
+            yield
         except sqlite3.DatabaseError as exc:
             _raise_if_busy(exc, self.description)
+            if getattr(exc, "sqlite_errorcode", None) == sqlite3.SQLITE_NOTADB:
+                raise DatabaseError(
+                    f"cannot use {self.description!r} as a pulse-trio database: "
+                    f"{exc}; is it an SQLite file?"
+                ) from exc
             raise DatabaseError(
                 f"cannot read the schema of {self.description!r}: "
                 f"{exc}{_damage_hint(exc)}"
             ) from exc
 
+    @property
+    def has_wal(self) -> bool:
+        """Whether the database keeps a WAL file: a file database does."""
+        return self.description != ":memory:"
+
     def close(self) -> None:
+        if self._checkpoint_conn is not None:
+            self._checkpoint_conn.close()
+            self._checkpoint_conn = None
         self.conn.close()
+        if self._wal_fd is not None:
+            os.close(self._wal_fd)
+            self._wal_fd = None
+
+    def set_autocheckpoint(self, pages: int) -> None:
+        """Let each commit checkpoint the WAL file once it has *pages* pages,
+        or never with 0."""
+        if self.has_wal:
+            self.conn.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
+
+    def checkpoint(self) -> None:
+        """Copy the WAL file's committed pages into the database file.
+
+        It uses a connection of its own, so it can run in a worker thread
+        while the event loop goes on using the main connection. A passive
+        checkpoint waits for no reader or writer; what it cannot copy now,
+        a later one copies.
+        """
+        if self._checkpoint_conn is None:
+            self._checkpoint_conn = sqlite3.connect(
+                self.description,
+                timeout=BUSY_TIMEOUT,
+                isolation_level=None,
+                check_same_thread=False,
+            )
+        self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+
+    def sync(self) -> None:
+        """Flush the WAL file to the disk with fsync, blocking until it is done.
+
+        Commits run at ``synchronous=NORMAL``, which writes each one to the
+        WAL file without syncing it. Syncing the file afterwards makes every
+        commit before it survive a power loss, as ``synchronous=FULL`` would
+        at each commit, so one sync serves many commits. The connection keeps
+        the WAL file in place while it is open, so the descriptor stays
+        valid. This runs in a worker thread; it does not touch the
+        connection.
+        """
+        if not self.durable:
+            return
+        if self._wal_fd is None:
+            try:
+                self._wal_fd = os.open(f"{self.description}-wal", os.O_RDONLY)
+            except FileNotFoundError:
+                return  # no WAL file: every commit is in the database file
+        os.fsync(self._wal_fd)
 
     # -- transactions ----------------------------------------------------
+
+    def begin(self) -> None:
+        """Start a ``BEGIN IMMEDIATE`` transaction, which takes the write lock."""
+        self.conn.execute("BEGIN IMMEDIATE")
+
+    def commit(self) -> None:
+        self.conn.execute("COMMIT")
+
+    def rollback(self) -> None:
+        """Roll back the open transaction, if any."""
+        if self.conn.in_transaction:
+            self.conn.execute("ROLLBACK")
 
     @contextmanager
     def write(self) -> Iterator[None]:
@@ -330,14 +447,27 @@ class Store:
 
     # -- writes ----------------------------------------------------------
 
-    def insert(self, rows: Sequence[Mapping[str, Any]]) -> None:
+    def insert(self, rows: Sequence[Sequence[Any]]) -> None:
+        """Insert jobs given as tuples in the column order of INSERT_JOB."""
         self.conn.executemany(_sql.INSERT_JOB, rows)
 
     def claim(
-        self, names: Iterable[str], limit: int, now: int, owner: str
+        self, names: Collection[str], limit: int, now: int, owner: str
     ) -> list[Row]:
         """Claim up to *limit* due jobs of *names*, highest priority first."""
         self.conn.execute(_sql.PROMOTE_DUE, {"now": now})
+        if len(names) > _sql.CLAIM_NAMES_PER_QUERY:
+            return self._claim_by_chunks(names, limit, now, owner)
+        params: list[Any] = [now, owner]
+        for name in names:
+            params += (name, limit)
+        params.append(limit)
+        cursor = self.conn.execute(_claim_statement(len(names)), params)
+        return sorted(cursor.fetchall(), key=_run_order)
+
+    def _claim_by_chunks(
+        self, names: Collection[str], limit: int, now: int, owner: str
+    ) -> list[Row]:
         candidates: list[Row] = []
         ordered = sorted(names)
         step = _sql.CLAIM_NAMES_PER_QUERY
@@ -350,9 +480,7 @@ class Store:
             return []
         candidates.sort(key=_run_order)
         seqs = [row["seq"] for row in candidates[:limit]]
-        cursor = self.conn.execute(
-            _sql.CLAIM_SEQS, {"seqs": json.dumps(seqs), "now": now, "owner": owner}
-        )
+        cursor = self.conn.execute(_sql.CLAIM_SEQS, (now, owner, json.dumps(seqs)))
         return sorted(cursor.fetchall(), key=_run_order)
 
     def claim_job(self, job_id: str, now: int, owner: str) -> Row | None:
@@ -361,9 +489,9 @@ class Store:
         row: Row | None = self.conn.execute(_sql.CLAIM_JOB, params).fetchone()
         return row
 
-    def complete(self, job_id: str, owner: str, attempt: int, now: int) -> bool:
-        params = {"id": job_id, "owner": owner, "attempt": attempt, "now": now}
-        return self.conn.execute(_sql.COMPLETE, params).rowcount == 1
+    def complete(self, guard: Mapping[str, Any], now: int) -> bool:
+        """Record a completed run; *guard* names the run (see ClaimedJob.guard)."""
+        return self.conn.execute(_sql.COMPLETE, {**guard, "now": now}).rowcount == 1
 
     def fail(self, guard: Mapping[str, Any], outcome: Mapping[str, Any]) -> bool:
         """Record a failed run: *outcome* has status, run_at, finished_at,
@@ -371,9 +499,9 @@ class Store:
         params = {**guard, **outcome}
         return self.conn.execute(_sql.FAIL, params).rowcount == 1
 
-    def release(self, job_id: str, owner: str, attempt: int) -> bool:
-        params = {"id": job_id, "owner": owner, "attempt": attempt}
-        return self.conn.execute(_sql.RELEASE, params).rowcount == 1
+    def release(self, guard: Mapping[str, Any]) -> bool:
+        """Put a claimed job back to pending and take back its attempt."""
+        return self.conn.execute(_sql.RELEASE, guard).rowcount == 1
 
     def retry_dead(self, job_id: str, now: int) -> bool:
         params = {"id": job_id, "now": now}
@@ -466,9 +594,13 @@ class Store:
         return self.conn.execute(_sql.SELECT_DEAD).fetchall()
 
     @_reads
-    def next_future_time(self) -> int | None:
-        """Return the earliest due time of any scheduled or retrying job."""
-        value: int | None = self.conn.execute(_sql.NEXT_FUTURE_TIME).fetchone()[0]
+    def next_future_time(self, after: int) -> int | None:
+        """Return the earliest due time after *after* of any scheduled or
+        retrying job."""
+        params = {"after": after}
+        value: int | None = self.conn.execute(_sql.NEXT_FUTURE_TIME, params).fetchone()[
+            0
+        ]
         return value
 
     @_reads

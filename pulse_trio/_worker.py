@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import collections
 import json
 import logging
+import math
 import traceback
 from typing import Any
 
@@ -114,30 +116,27 @@ def _seconds(value: float) -> str:
 class WorkerPool:
     """The workers and which of them are idle.
 
-    The scheduler reserves idle workers before it claims jobs, so a claimed
-    job always has a worker whose inbox is empty and never waits in a
-    blocked send, where a shutdown would strand it as running.
+    A job is claimed only for an idle worker. It is handed over in the same
+    step of the event loop as the claim's commit, so a claimed job never
+    waits in a queue where a shutdown could strand it as running.
     """
 
     changes: AsyncValue[int]
     """Counter raised whenever a worker becomes idle."""
     workers: list[Worker] = attrs.field(factory=list)
-    idle: list[Worker] = attrs.field(factory=list)
-    idle_count: AsyncValue[int] = attrs.field(factory=lambda: AsyncValue(0))
+    idle: collections.deque[Worker] = attrs.field(factory=collections.deque)
 
     def add(self, worker: Worker) -> None:
         self.workers.append(worker)
-        self.mark_idle(worker)
+        self.idle.append(worker)
 
     def mark_idle(self, worker: Worker) -> None:
         self.idle.append(worker)
-        self.idle_count.value = len(self.idle)
         self.changes.value += 1
 
-    def reserve_all(self) -> list[Worker]:
-        reserved, self.idle = self.idle, []
-        self.idle_count.value = 0
-        return reserved
+    def take_idle(self) -> Worker:
+        """Remove and return the worker that has been idle longest."""
+        return self.idle.popleft()
 
     def close_inboxes(self) -> None:
         for worker in self.workers:
@@ -149,8 +148,62 @@ class WorkerPool:
 
 
 @attrs.define(eq=False)
+class Inbox:
+    """A worker's slot for its next job.
+
+    It has room for one job, because jobs are handed only to idle workers.
+    It wakes the worker directly, which costs a third of a memory channel's
+    hand-off; the hand-off happens once per job.
+    """
+
+    job: ClaimedJob | None = None
+    closed: bool = False
+    _waiter: trio.lowlevel.Task | None = None
+
+    def put(self, job: ClaimedJob) -> None:
+        """Store *job* and wake the worker.
+
+        Raises:
+            trio.ClosedResourceError: The worker has stopped.
+        """
+        if self.closed:
+            raise trio.ClosedResourceError("the worker has stopped")
+        assert self.job is None, "a job was handed to a busy worker"
+        self.job = job
+        if self._waiter is not None:
+            trio.lowlevel.reschedule(self._waiter)
+            self._waiter = None
+
+    async def get(self) -> ClaimedJob | None:
+        """Wait for a job and return it, or ``None`` once closed and empty."""
+        if self.job is None and not self.closed:
+            self._waiter = trio.lowlevel.current_task()
+
+            def abort(_: Any) -> trio.lowlevel.Abort:
+                # Cancelled: the worker stops, so it must not be handed a job.
+                self._waiter = None
+                self.closed = True
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        else:
+            await trio.lowlevel.checkpoint()
+        job, self.job = self.job, None
+        return job
+
+    def close(self) -> ClaimedJob | None:
+        """Close the inbox, wake the worker, and return a job not yet taken."""
+        self.closed = True
+        if self._waiter is not None:
+            trio.lowlevel.reschedule(self._waiter)
+            self._waiter = None
+        job, self.job = self.job, None
+        return job
+
+
+@attrs.define(eq=False)
 class Worker:
-    """Runs the jobs sent to its inbox, one at a time."""
+    """Runs the jobs handed to its inbox, one at a time."""
 
     index: int
     registry: Registry
@@ -158,43 +211,37 @@ class Worker:
     reporter: Reporter
     clock: WallClock
     pool: WorkerPool
-    _inbox_send: trio.MemorySendChannel[ClaimedJob] = attrs.field(init=False)
-    _inbox: trio.MemoryReceiveChannel[ClaimedJob] = attrs.field(init=False)
-
-    def __attrs_post_init__(self) -> None:
-        self._inbox_send, self._inbox = trio.open_memory_channel(1)
+    _inbox: Inbox = attrs.field(factory=Inbox, init=False)
+    _unstarted: list[ClaimedJob] = attrs.field(factory=list, init=False)
 
     def assign(self, job: ClaimedJob) -> None:
-        """Hand *job* to this reserved worker.
+        """Hand *job* to this idle worker.
 
         Raises:
-            trio.BrokenResourceError: The worker has stopped.
-            trio.ClosedResourceError: The inbox was closed for shutdown.
+            trio.ClosedResourceError: The worker has stopped or is stopping.
         """
-        self._inbox_send.send_nowait(job)
+        self._inbox.put(job)
 
     def close_inbox(self) -> None:
-        self._inbox_send.close()
+        """Stop taking jobs; a job handed over but not yet started is released."""
+        job = self._inbox.close()
+        if job is not None:
+            self._unstarted.append(job)
 
     async def run(self) -> None:
-        """Run jobs until the inbox is closed and empty, or until cancelled."""
+        """Run jobs until the inbox is closed, or until cancelled."""
         try:
-            async for job in self._inbox:
+            while (job := await self._inbox.get()) is not None:
                 await self._run_job(job)
                 self.pool.mark_idle(self)
         finally:
             await self._release_unstarted()
 
     async def _release_unstarted(self) -> None:
-        # Taking what is left and closing the inbox happen with no checkpoint
+        # Closing the inbox and taking what is left happen with no checkpoint
         # between them, so a later assign() fails and its caller releases.
-        left = []
-        while True:
-            try:
-                left.append(self._inbox.receive_nowait())
-            except (trio.WouldBlock, trio.EndOfChannel):
-                break
-        self._inbox.close()
+        self.close_inbox()
+        left, self._unstarted = self._unstarted, []
         for job in left:
             await release_job(self.persistence, job)
 
@@ -206,20 +253,17 @@ class Worker:
         token = enter_job(job_context(job, self.clock))
         timeout = job.config.timeout
         limit = None if timeout is None else timeout.total_seconds()
-        # Without a time limit the scope is never cancelled by a deadline;
-        # it exists so that the checks below read the same in both cases.
-        scope = trio.CancelScope()
+        # The time limit is this scope's deadline, as in trio.fail_after: the
+        # scope absorbs the Cancelled of its own deadline and sets
+        # cancelled_caught, but lets an outer cancellation (a shutdown) pass.
+        scope = trio.CancelScope(deadline=math.inf if limit is None else start + limit)
         self.reporter.started(job)
         try:
             payload: Any = json.loads(job.payload)
             if handler is None:
                 raise LookupError(f"no handler is registered for job {job.name!r}")
-            if limit is None:
-                with scope:
-                    await handler.call(payload)
-            else:
-                with trio.fail_after(limit) as scope:
-                    await handler.call(payload)
+            with scope:
+                await handler.call(payload)
         except BaseException as exc:
             duration = trio.current_time() - start
             if must_propagate(exc):
@@ -229,9 +273,7 @@ class Worker:
                     raise
                 self._log_dropped(job, dropped)
                 raise control from None
-            if isinstance(exc, trio.TooSlowError) and scope.cancelled_caught:
-                self._fail_timeout(job, duration, limit)
-            elif scope.cancel_called:
+            if scope.cancel_called:
                 # The timeout cancelled the handler, which then raised
                 # something else while it cleaned up.
                 timed_out = timeout_text(job, duration, limit)
@@ -241,6 +283,9 @@ class Worker:
                 self._fail(job, duration, exc)
         else:
             duration = trio.current_time() - start
+            if scope.cancelled_caught:
+                self._fail_timeout(job, duration, limit)
+                return
             if limit is not None and duration > limit:
                 logger.warning(
                     "job %s (%s): ran %s, past its timeout of %s, and returned "

@@ -18,7 +18,14 @@ from pathlib import Path
 import pytest
 import trio
 
-from pulse_trio import DatabaseError, JobStatus, Pulse, SchemaTooNew
+from pulse_trio import (
+    DatabaseError,
+    EventKind,
+    JobEvent,
+    JobStatus,
+    Pulse,
+    SchemaTooNew,
+)
 
 from .helpers import read_file_rows, wait_finished
 
@@ -206,15 +213,112 @@ async def test_other_migration_sets_ignored(tmp_path: Path) -> None:
 # -- durability modes -------------------------------------------------------
 
 
-@pytest.mark.parametrize(("mode", "level"), [("NORMAL", 1), ("FULL", 2)])
-async def test_synchronous_mode_set_on_connection(
-    tmp_path: Path, mode: str, level: int
+@pytest.mark.parametrize(("mode", "durable"), [("NORMAL", False), ("FULL", True)])
+async def test_synchronous_mode_set_on_store(
+    tmp_path: Path, mode: str, durable: bool
 ) -> None:
     pulse = await Pulse.new(tmp_path / "queue.db", synchronous=mode)  # type: ignore[arg-type]
     conn = pulse._store.conn
 
-    assert conn.execute("PRAGMA synchronous").fetchone()[0] == level
+    # Both modes commit at NORMAL; FULL adds a sync of the WAL file before
+    # any outcome is reported.
+    assert conn.execute("PRAGMA synchronous").fetchone()[0] == 1
     assert conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    assert pulse._store.durable is durable
+    pulse.close()
+
+
+class SyncRecorder:
+    """Stands in for ``Store.sync`` and records what each sync covered.
+
+    After each real sync it reads, on a connection of its own, which jobs
+    the database then held and which were completed, so a test can check
+    that an outcome was reported only after a sync that covered it.
+    """
+
+    def __init__(self, pulse: Pulse, path: Path) -> None:
+        self.real_sync = pulse._store.sync
+        self.path = path
+        self.syncs = 0
+        self.stored: set[str] = set()
+        self.completed: set[str] = set()
+
+    def __call__(self) -> None:
+        self.real_sync()
+        self.syncs += 1
+        with contextlib.closing(sqlite3.connect(self.path)) as conn:
+            for job_id, status in conn.execute("SELECT id, status FROM pulse_jobs"):
+                self.stored.add(job_id)
+                if status == "completed":
+                    self.completed.add(job_id)
+
+
+@pytest.mark.parametrize("running", [True, False], ids=["running", "not-running"])
+async def test_full_enqueue_returns_after_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, running: bool
+) -> None:
+    path = tmp_path / "queue.db"
+    pulse = await Pulse.new(path, synchronous="FULL")
+    recorder = SyncRecorder(pulse, path)
+    monkeypatch.setattr(pulse._store, "sync", recorder)
+
+    async with contextlib.AsyncExitStack() as stack:
+        if running:
+            await stack.enter_async_context(pulse)
+        ids = [await pulse.enqueue("work", index) for index in range(3)]
+        ids += await pulse.enqueue_many("work", range(3))
+
+        assert set(ids) <= recorder.stored
+    assert recorder.syncs >= 1
+    pulse.close()
+
+
+async def test_full_reports_completion_after_sync(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "queue.db"
+    pulse = await Pulse.new(path, synchronous="FULL", workers=2)
+    recorder = SyncRecorder(pulse, path)
+    monkeypatch.setattr(pulse._store, "sync", recorder)
+    reported: list[str] = []
+    unsynced_reports: list[str] = []
+
+    def listener(event: JobEvent) -> None:
+        if event.kind is EventKind.COMPLETED:
+            reported.append(event.job_id)
+            if event.job_id not in recorder.completed:
+                unsynced_reports.append(event.job_id)
+
+    async def work(payload: object) -> None:
+        await trio.sleep(0)
+
+    pulse.add_listener(listener)
+    pulse.handle("work", work)
+    ids = await pulse.enqueue_many("work", range(20))
+    async with pulse:
+        finished = [await pulse.wait(job_id) for job_id in ids]
+        await pulse.drain()
+
+    assert sorted(reported) == sorted(ids)
+    assert unsynced_reports == []
+    assert all(job.status is JobStatus.COMPLETED for job in finished)
+    assert set(ids) <= recorder.completed
+    pulse.close()
+
+
+async def test_normal_mode_never_syncs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "queue.db"
+    pulse = await Pulse.new(path)
+    syncs: list[int] = []
+    monkeypatch.setattr(pulse._store, "sync", lambda: syncs.append(1))
+    pulse.handle("work", lambda payload: None)
+    job_id = await pulse.enqueue("work")
+    async with pulse:
+        await pulse.wait(job_id)
+
+    assert syncs == []
     pulse.close()
 
 

@@ -62,7 +62,15 @@ def to_duration(value: object, *, name: str) -> timedelta:
     if isinstance(value, timedelta):
         seconds = value.total_seconds()
     elif isinstance(value, (int, float)) and not isinstance(value, bool):
-        seconds = float(value)
+        try:
+            seconds = float(value)
+        except OverflowError:
+            # Too big for a float, and maybe too big to print.
+            sign = "negative" if value < 0 else "too long"
+            raise ValueError(
+                f"{name} is {sign}: an int of {int(value).bit_length()} bits; the "
+                f"maximum is {MAX_DURATION.days} days"
+            ) from None
     else:
         raise TypeError(
             f"{name} must be a timedelta or a number of seconds, "

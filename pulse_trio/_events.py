@@ -8,6 +8,7 @@ from collections.abc import Callable
 from datetime import datetime
 
 import attrs
+import trio
 
 logger = logging.getLogger(__name__)
 
@@ -64,7 +65,9 @@ Listener = Callable[[JobEvent], object]
 class Listeners:
     """The callbacks registered with :meth:`Pulse.add_listener`."""
 
-    _callbacks: list[Listener] = attrs.field(factory=list)
+    # Keyed by a token per registration, so that removing one registration
+    # of a callback added twice leaves the other.
+    _callbacks: dict[object, Listener] = attrs.field(factory=dict)
 
     def add(self, callback: Listener) -> Callable[[], None]:
         if not callable(callback):
@@ -72,23 +75,32 @@ class Listeners:
                 f"listener must be callable, not {type(callback).__name__} "
                 f"({callback!r})"
             )
-        self._callbacks.append(callback)
+        token = object()
+        self._callbacks[token] = callback
 
         def remove() -> None:
-            if callback in self._callbacks:
-                self._callbacks.remove(callback)
+            self._callbacks.pop(token, None)
 
         return remove
 
     def __bool__(self) -> bool:
         return bool(self._callbacks)
 
+    # Protected, so that a Ctrl-C arriving meanwhile is delivered after the
+    # listeners rather than caught below as if a listener had raised it.
+    @trio.lowlevel.enable_ki_protection
     def emit(self, event: JobEvent) -> None:
-        """Call every listener; an error in one is logged, not raised."""
-        for callback in list(self._callbacks):
+        """Call every listener; an error in one is logged, not raised.
+
+        Listeners run inside the actors that record jobs, so even a
+        ``SystemExit`` or ``KeyboardInterrupt`` raised by one is logged and
+        dropped: letting it through would stop the queue's bookkeeping with
+        jobs half recorded.
+        """
+        for callback in list(self._callbacks.values()):
             try:
                 callback(event)
-            except Exception as exc:
+            except BaseException as exc:
                 logger.error(
                     "job %s (%s): listener %r failed on event %s: %s",
                     event.job_id,

@@ -17,6 +17,10 @@ SyncHandler = Callable[[Any], object]
 HandlerFunction = AsyncHandler | SyncHandler
 
 
+MAX_JOB_NAME_LENGTH = 200
+"""Maximum length of a job name, in characters."""
+
+
 def check_job_name(name: object) -> str:
     """Return *name* if it is a valid job name, else raise InvalidJobName."""
     if not isinstance(name, str):
@@ -25,6 +29,19 @@ def check_job_name(name: object) -> str:
         )
     if not name.strip():
         raise InvalidJobName(f"job name must not be empty or blank, got {name!r}")
+    if len(name) > MAX_JOB_NAME_LENGTH:
+        raise InvalidJobName(
+            f"job name is {len(name)} characters long, over the limit of "
+            f"{MAX_JOB_NAME_LENGTH}: {name[:40]!r}...; use a short name and put "
+            "data in the payload"
+        )
+    try:
+        name.encode()
+    except UnicodeEncodeError as exc:
+        raise InvalidJobName(
+            f"job name {name!r} is not valid Unicode ({exc.reason} at position "
+            f"{exc.start}); remove lone surrogates"
+        ) from None
     return name
 
 
@@ -33,6 +50,22 @@ def _is_async(fn: object) -> bool:
         return True
     call = getattr(fn, "__call__", None)  # noqa: B004 - instances with async __call__
     return inspect.iscoroutinefunction(call)
+
+
+def _check_signature(name: str, function: Any) -> None:
+    """Raise HandlerError unless *function* accepts the payload as its one
+    positional argument."""
+    try:
+        signature = inspect.signature(function)
+    except (TypeError, ValueError):
+        return  # a builtin without a signature: its first run shows a mismatch
+    try:
+        signature.bind(None)
+    except TypeError as exc:
+        raise HandlerError(
+            f"handler for job {name!r} must accept the payload as one positional "
+            f"argument, but {function!r} has the signature {signature} ({exc})"
+        ) from None
 
 
 @attrs.frozen
@@ -50,6 +83,16 @@ class Handler:
                 f"handler for job {name!r} must be callable, "
                 f"not {type(function).__name__} ({function!r})"
             )
+        if inspect.isasyncgenfunction(function) or inspect.isgeneratorfunction(
+            function
+        ):
+            # Calling one only makes a generator; its body would never run.
+            raise HandlerError(
+                f"handler for job {name!r} is a generator function "
+                f"({function!r}); register an 'async def' function, or a plain "
+                "function that does the work when called"
+            )
+        _check_signature(name, function)
         return cls(name=name, function=function, is_async=_is_async(function))
 
     async def call(self, payload: Any) -> None:

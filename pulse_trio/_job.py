@@ -100,7 +100,7 @@ class Job:
     finished_at: datetime | None
     """When the job completed or died (UTC)."""
     errors: tuple[AttemptError, ...]
-    """Errors of every failed run, oldest first."""
+    """Errors of the last 20 failed runs, oldest first."""
     config: JobConfig
     """The configuration the job was enqueued with."""
 

@@ -141,8 +141,12 @@ class RetryDead:
 
 @attrs.frozen
 class RenewLease:
+    """Record that *owner* is alive until *lease_until* and runs jobs of the
+    names in *handles*."""
+
     owner: Owner
     lease_until: int
+    handles: tuple[str, ...]
     reply: Reply[None]
 
 
@@ -172,10 +176,9 @@ class Purge:
 
 @attrs.frozen
 class RetryAllDead:
-    """Make up to *limit* dead jobs pending, only those named *name* if set."""
+    """Make the jobs with the seqs *seqs* pending, those that are dead."""
 
-    name: str | None
-    limit: int
+    seqs: tuple[int, ...]
     reply: Reply[list[tuple[str, str]]]
 
 

@@ -25,6 +25,27 @@ import attrs
 _live_in_process: set[str] = set()
 
 
+def _read_pid_namespace() -> str | None:
+    """Return an id of this process's PID namespace and boot, or ``None``.
+
+    Two processes see each other's process ids, and can check whether the
+    other is alive, only within one PID namespace of one boot of one
+    machine. Containers that share a host name (with host networking) have
+    PID namespaces of their own, and a reboot reuses process ids. Outside
+    Linux it is ``None``.
+    """
+    try:
+        namespace = os.readlink("/proc/self/ns/pid")
+        with open("/proc/sys/kernel/random/boot_id") as boot:
+            boot_id = boot.read().strip()
+    except OSError:
+        return None
+    return f"{namespace} boot:{boot_id}"
+
+
+PID_NAMESPACE = _read_pid_namespace()
+
+
 def process_start(pid: int) -> str | None:
     """Return an opaque start time of process *pid*, or ``None`` if unknown.
 
@@ -54,6 +75,7 @@ class Owner:
     host: str
     pid: int
     process_start: str | None
+    pid_namespace: str | None = None
 
     @classmethod
     def new(cls) -> Owner:
@@ -63,6 +85,7 @@ class Owner:
             host=socket.gethostname(),
             pid=pid,
             process_start=process_start(pid),
+            pid_namespace=PID_NAMESPACE,
         )
 
     def mark_live(self) -> None:
@@ -75,13 +98,14 @@ class Owner:
 def owner_is_dead(row: Mapping[str, Any] | None, now: int) -> bool:
     """Tell whether the owner described by a ``pulse_owners`` row is dead.
 
-    A missing row means the owner is gone. On this host the process decides,
-    not the lease: an owner whose process runs with the recorded start time
-    is alive, and one whose process is gone, or whose pid now belongs to a
-    later process, is dead at once. The lease is compared with the wall
-    clock, and a jump of that clock would make live owners look expired.
-    On other hosts, and where no start time is known, an expired lease
-    means dead.
+    A missing row means the owner is gone. On this host, in this PID
+    namespace and boot, the process decides, not the lease: an owner whose
+    process runs with the recorded start time is alive, and one whose
+    process is gone, or whose pid now belongs to a later process, is dead
+    at once. The lease is compared with the wall clock, and a jump of that
+    clock would make live owners look expired. On other hosts, in other
+    PID namespaces (containers with the same host name), and where no
+    start time is known, an expired lease means dead.
 
     NOTE: so on this host a process that hangs, or that stopped its queue
     without recording the end of its runs, keeps their jobs until it exits.
@@ -89,7 +113,7 @@ def owner_is_dead(row: Mapping[str, Any] | None, now: int) -> bool:
     if row is None:
         return True
     expired: bool = row["lease_until"] < now
-    if row["host"] != socket.gethostname():
+    if row["host"] != socket.gethostname() or row["pid_namespace"] != PID_NAMESPACE:
         return expired
     pid: int = row["pid"]
     if pid == os.getpid():

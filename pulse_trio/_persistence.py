@@ -591,9 +591,14 @@ class Persistence:
             case RetryDead(job_id=job_id):
                 self._want_claim()
                 return self._retry_dead(job_id, now)
-            case RenewLease(owner=owner, lease_until=lease_until):
+            case RenewLease(owner=owner, lease_until=lease_until, handles=handles):
                 self.store.upsert_owner(
-                    {**attrs.asdict(owner), "now": now, "lease_until": lease_until}
+                    {
+                        **attrs.asdict(owner),
+                        "now": now,
+                        "lease_until": lease_until,
+                        "handles": json.dumps(sorted(handles)),
+                    }
                 )
                 return None
             case RecoverOrphans(own_id=own_id):
@@ -604,11 +609,11 @@ class Persistence:
                 return None
             case Purge(status=status, before=before, limit=limit):
                 return self.store.purge(status, before, limit)
-            case RetryAllDead(name=name, limit=limit):
+            case RetryAllDead(seqs=seqs):
                 self._want_claim()
                 return [
                     (row["id"], row["name"])
-                    for row in self.store.retry_all_dead(name, now, limit)
+                    for row in self.store.retry_dead_seqs(seqs, now)
                 ]
 
     def _want_claim(self) -> None:

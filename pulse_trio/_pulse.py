@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import json
 import logging
 import math
 import os
@@ -22,7 +21,6 @@ from ._config import JobConfig, JobPriority, to_duration, to_microseconds
 from ._context import current_job_or_none
 from ._errors import (
     DatabaseError,
-    InvalidPayload,
     JobNotFound,
     PulseError,
     QueueClosed,
@@ -33,13 +31,13 @@ from ._ids import new_job_ids
 from ._inline import InlineRunner
 from ._inputs import (
     DueTime,
+    QueueOptions,
     check_config,
     check_due_range,
-    check_payload_limit,
-    check_retention,
     check_workers,
     config_columns,
     due_time,
+    encode_payload,
 )
 from ._job import (
     FINISHED_STATUSES,
@@ -69,10 +67,6 @@ from ._worker import Worker, WorkerPool, leaf_exceptions
 logger = logging.getLogger(__name__)
 
 F = TypeVar("F", bound=HandlerFunction)
-
-# One encoder for every payload: json.dumps() with options builds a new one
-# per call.
-_ENCODER = json.JSONEncoder(allow_nan=False, ensure_ascii=False, separators=(",", ":"))
 
 DEFAULT_MAX_PAYLOAD_BYTES = 1024 * 1024
 """Largest encoded payload accepted by default: 1 MiB."""
@@ -144,13 +138,11 @@ class Pulse:
         self._store = store
         self._clock = WallClock()
         self._registry = Registry()
-        default_workers = os.cpu_count() or 1
-        self._workers = check_workers(default_workers if workers is None else workers)
-        self._max_payload_bytes = check_payload_limit(max_payload_bytes)
-        self._lease = to_duration(lease, name="lease")
-        if not self._lease:
-            raise ValueError(f"lease must be positive, got {lease!r}")
-        self._keep_completed = check_retention(keep_completed)
+        options = QueueOptions.check(workers, max_payload_bytes, lease, keep_completed)
+        self._workers = options.workers
+        self._max_payload_bytes = options.max_payload_bytes
+        self._lease = options.lease
+        self._keep_completed = options.keep_completed
         self._listeners = Listeners()
         self._reporter = Reporter(self._clock, self._listeners)
         self._wakeups = self._reporter.wakeups
@@ -215,6 +207,8 @@ class Pulse:
                 database.
             SchemaTooNew: A newer pulse-trio wrote the database.
         """
+        # Checked first, so that a bad option leaves no new file behind.
+        QueueOptions.check(workers, max_payload_bytes, lease, keep_completed)
         store = await _open_file_store(path, synchronous, create)
         try:
             return cls(
@@ -234,6 +228,7 @@ class Pulse:
         *,
         workers: int | None = None,
         max_payload_bytes: int = DEFAULT_MAX_PAYLOAD_BYTES,
+        keep_completed: timedelta | float | None = None,
         inline: bool = False,
     ) -> Pulse:
         """Open a queue in a private in-memory database, for tests.
@@ -241,17 +236,29 @@ class Pulse:
         Its jobs are lost when the ``Pulse`` is closed or the process ends.
 
         Args:
+            keep_completed: How long completed jobs are kept; by default
+                forever, so that a test that runs for virtual days can still
+                read the jobs it completed.
             inline: Run each job inside the enqueue call that stores it, in
                 the calling task, and retry failed runs at once. Such a queue
                 has no :meth:`run`, and :meth:`drain` runs the jobs that are
                 due. The testing guide lists its rules and limits.
         """
+        QueueOptions.check(workers, max_payload_bytes, DEFAULT_LEASE, keep_completed)
         return cls(
             Store.open_memory(),
             workers=workers,
             max_payload_bytes=max_payload_bytes,
+            keep_completed=keep_completed,
             inline=inline,
         )
+
+    @property
+    def _shared(self) -> bool:
+        """Whether other queues can open the database: then this one takes a
+        lease and recovers the jobs of dead ones. No other queue can open
+        an in-memory database, so that work is skipped there."""
+        return self._store.has_wal
 
     def with_workers(self, workers: int) -> Pulse:
         """Set how many jobs run at once, and return this queue."""
@@ -368,7 +375,8 @@ class Pulse:
     ) -> list[str]:
         check_job_name(name)
         config = check_config(config)
-        texts = [self._encode(name, payload) for payload in payloads]
+        limit = self._max_payload_bytes
+        texts = [encode_payload(name, payload, limit) for payload in payloads]
         self._check_open()
         now = self._clock.now_us()
         due = now if run_at is None else run_at.resolve(now)
@@ -394,36 +402,6 @@ class Pulse:
         if self._inline is not None:
             await self._inline.run_jobs(ids)
         return ids
-
-    def _encode(self, name: str, payload: Any) -> str:
-        try:
-            text = _ENCODER.encode(payload)
-        except (TypeError, ValueError, RecursionError) as exc:
-            # UnicodeEncodeError is a ValueError: a str with a lone surrogate.
-            reason = str(exc)
-            if reason.startswith("Out of range float"):
-                # json names neither the value nor its type here.
-                reason += " (the payload contains a NaN or infinite float)"
-            raise InvalidPayload(
-                f"payload of job {name!r} cannot be stored as JSON: {reason}. Pass "
-                "dicts with str keys, lists, str, int, finite float, bool or None; "
-                "convert other values (datetime, set, bytes, objects) first"
-            ) from exc
-        try:
-            size = len(text.encode())
-        except UnicodeEncodeError as exc:
-            raise InvalidPayload(
-                f"payload of job {name!r} contains a str that is not valid "
-                f"Unicode ({exc.reason} at position {exc.start}); remove lone "
-                "surrogates or pass the data as a list of ints"
-            ) from exc
-        if size > self._max_payload_bytes:
-            raise InvalidPayload(
-                f"payload of job {name!r} is {size} bytes encoded, over the limit "
-                f"of {self._max_payload_bytes}; store large data elsewhere and pass "
-                "a reference, or raise max_payload_bytes"
-            )
-        return text
 
     def _check_open(self) -> None:
         self._check_usable()
@@ -478,20 +456,28 @@ class Pulse:
     async def retry_all_dead(self, name: str | None = None) -> int:
         """Make every dead job pending now, or only those named *name*.
 
+        Only jobs that were dead when the call started are retried, so a
+        job that dies again while the call goes on is not retried twice.
+
         Returns:
             How many jobs were retried.
         """
         self._check_usable()
+        # The dead jobs are listed first, so that one that dies again while
+        # the call goes on is not retried twice.
+        seqs: list[int] = []
+        after = (-1, -1)
+        while page := self._store.dead_seqs(name, after, PRUNE_CHUNK):
+            seqs += [seq for _, seq in page]
+            after = page[-1]
+            await trio.lowlevel.checkpoint()
         retried = 0
-        while True:
+        for start in range(0, len(seqs), PRUNE_CHUNK):
             reply: Reply[list[tuple[str, str]]] = Reply()
-            await self._persistence.submit(
-                RetryAllDead(name=name, limit=PRUNE_CHUNK, reply=reply)
-            )
-            chunk = await reply.wait()
-            retried += len(chunk)
-            if len(chunk) < PRUNE_CHUNK:
-                return retried
+            chunk = tuple(seqs[start : start + PRUNE_CHUNK])
+            await self._persistence.submit(RetryAllDead(seqs=chunk, reply=reply))
+            retried += len(await reply.wait())
+        return retried
 
     async def list_jobs(
         self,
@@ -728,8 +714,9 @@ class Pulse:
                 self._persistence.close()
 
     async def _serve(self, owner: Owner, task_status: trio.TaskStatus[None]) -> None:
-        await self._renew_lease(owner)
-        await self._recover_orphans(owner)
+        if self._shared:
+            await self._renew_lease(owner)
+            await self._recover_orphans(owner)
         if not self._registry.names():
             logger.warning("run() started with no handlers registered; no job will run")
         pool = self._pool = WorkerPool(self._reporter.changes)
@@ -777,7 +764,8 @@ class Pulse:
         task_status: trio.TaskStatus[None],
     ) -> None:
         async with trio.open_nursery() as lease_nursery:
-            lease_nursery.start_soon(self._keep_lease, owner)
+            if self._shared:
+                lease_nursery.start_soon(self._keep_lease, owner)
             if self._keep_completed is not None:
                 lease_nursery.start_soon(self._prune_completed, self._keep_completed)
             async with trio.open_nursery() as crew:
@@ -913,7 +901,12 @@ class Pulse:
         lease_until = self._clock.now_us() + to_microseconds(self._lease)
         reply: Reply[None] = Reply()
         await self._persistence.submit(
-            RenewLease(owner=owner, lease_until=lease_until, reply=reply)
+            RenewLease(
+                owner=owner,
+                lease_until=lease_until,
+                handles=tuple(self._registry.names()),
+                reply=reply,
+            )
         )
         await reply.wait()
 
@@ -953,6 +946,8 @@ class Pulse:
             await trio.sleep(PRUNE_INTERVAL)
 
     async def _remove_owner(self, owner: Owner) -> None:
+        if not self._shared:
+            return
         reply: Reply[None] = Reply()
         with trio.move_on_after(OWNER_WRITE_TIMEOUT, shield=True):
             try:

@@ -203,6 +203,8 @@ class Reporter:
             self._emit(EventKind.RETRIED, job_id, name, 0)
 
     def _recovered(self, recovered: list[tuple[ClaimedJob, Any]]) -> None:
+        # The lost run counts as a failed attempt.
+        self.failed += len(recovered)
         for job, outcome in recovered:
             dead = outcome.status == "dead"
             log = logger.error if dead else logger.warning

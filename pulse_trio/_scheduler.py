@@ -29,6 +29,9 @@ logger = logging.getLogger(__name__)
 UNHANDLED_WARNING_INTERVAL = 300.0
 """Seconds between two warnings about due jobs that no handler here runs."""
 
+UNHANDLED_COUNT_CAP = 1000
+"""Jobs counted at most per name in that warning."""
+
 CLAIM_ERROR_PAUSE = 1.0
 """Seconds without claims after a claim failed."""
 
@@ -132,7 +135,11 @@ class Scheduler:
         while True:
             generation = self.wakeups.value
             self._request_claim()
-            await self._nap(generation)
+            # A nap that reached its deadline without a wake-up ends the wait
+            # only if a job came due by then; else it was a nap of MAX_NAP,
+            # after which the wall clock is read again.
+            while not await self._nap(generation) and not self._future_job_due():
+                pass
 
     def _request_claim(self) -> None:
         self._requested_at = self.clock.now_us()
@@ -140,29 +147,40 @@ class Scheduler:
         if self.dispatcher.pool.idle:
             self.persistence.submit_nowait(ClaimDue())
 
-    async def _nap(self, generation: int) -> None:
-        names = self.registry.names()
+    def _next_due(self) -> int | None:
         # Future jobs of every name count: waking for one that this process
         # has no handler for costs one empty claim. After a backward jump of
         # the wall clock, jobs due between now and the last request count
         # as future again.
         after = min(self._requested_at, self.clock.now_us())
-        next_due = self.store.next_future_time(after)
-        if next_due is None:
-            deadline = trio.current_time() + MAX_NAP
-        else:
+        return self.store.next_future_time(after)
+
+    def _future_job_due(self) -> bool:
+        next_due = self._next_due()
+        return next_due is not None and next_due <= self.clock.now_us()
+
+    async def _nap(self, generation: int) -> bool:
+        """Sleep until the next job is due, and return whether something woke
+        the scheduler before that."""
+        next_due = self._next_due()
+        if next_due is not None:
             deadline = self.clock.deadline_for(next_due)
+        elif self.clock.is_mock():
+            deadline = math.inf  # a mock wall clock cannot jump
+        else:
+            deadline = trio.current_time() + MAX_NAP
         if self.dispatcher.paused_until > trio.current_time():
             deadline = min(deadline, self.dispatcher.paused_until)
-        self._warn_unhandled(names)
+        self._warn_unhandled(self.registry.names())
         if not self.watch_other_processes or self.clock.is_mock():
             with trio.move_on_at(deadline):
                 await self.wakeups.wait_value(lambda value: value != generation)
-            return
+                return True
+            return False
         await trio.lowlevel.checkpoint()
-        await self._nap_watching(generation, deadline)
+        return await self._nap_watching(generation, deadline)
 
-    async def _nap_watching(self, generation: int, deadline: float) -> None:
+    async def _nap_watching(self, generation: int, deadline: float) -> bool:
         """Nap as :meth:`_nap` does, and also wake when another connection
         commits to the database, which ``PRAGMA data_version`` reveals."""
         version = self.store.data_version()
@@ -170,9 +188,10 @@ class Scheduler:
             poll_at = min(deadline, trio.current_time() + DATA_VERSION_POLL)
             with trio.move_on_at(poll_at):
                 await self.wakeups.wait_value(lambda value: value != generation)
-                return
+                return True
             if self.store.data_version() != version:
-                return
+                return True
+        return False
 
     def _warn_unhandled(self, names: frozenset[str]) -> None:
         """Log due jobs that no handler in this process can run.
@@ -183,12 +202,19 @@ class Scheduler:
         if trio.current_time() < self._next_unhandled_check:
             return
         self._next_unhandled_check = trio.current_time() + UNHANDLED_WARNING_INTERVAL
-        for name, count in self.store.ready_unhandled(names):
+        found, more = self.store.ready_unhandled(names, cap=UNHANDLED_COUNT_CAP)
+        for name, count in found:
+            shown = f"{count}+" if count >= UNHANDLED_COUNT_CAP else str(count)
             logger.warning(
-                "due jobs named %r have no handler registered here (count: %d); "
+                "due jobs named %r have no handler registered here (count: %s); "
                 "they stay pending until a process that handles %r runs them",
                 name,
-                count,
+                shown,
                 name,
                 extra={"job_name": name},
+            )
+        if more:
+            logger.warning(
+                "due jobs of more names have no handler registered here; "
+                "'pulse-trio stats' lists the due jobs by name"
             )

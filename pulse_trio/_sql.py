@@ -135,11 +135,21 @@ SET status = 'completed', finished_at = :now, owner = NULL
 WHERE {RUN_GUARD}
 """
 
+MAX_ERROR_HISTORY = 20
+"""Errors of failed runs kept per job: the most recent ones.
+
+Each failure rewrites the job's whole error history, so an unbounded one
+would make every further failure of a job that fails often slower."""
+
 FAIL = f"""
 UPDATE pulse_jobs
 SET status = :status, run_at = :run_at, finished_at = :finished_at,
     last_error = :error, last_failed_at = :now, owner = NULL,
-    errors = json_insert(errors, '$[#]', json(:entry))
+    errors = json_insert(
+        CASE WHEN json_array_length(errors) >= {MAX_ERROR_HISTORY}
+            THEN json_remove(errors, '$[0]') ELSE errors END,
+        '$[#]', json(:entry)
+    )
 WHERE {RUN_GUARD}
 """
 
@@ -186,9 +196,13 @@ SELECT count(*) FROM (
 """
 
 UPSERT_OWNER = """
-INSERT INTO pulse_owners (id, host, pid, process_start, started_at, lease_until)
-VALUES (:id, :host, :pid, :process_start, :now, :lease_until)
-ON CONFLICT (id) DO UPDATE SET lease_until = excluded.lease_until
+INSERT INTO pulse_owners (
+    id, host, pid, process_start, pid_namespace, started_at, lease_until, handles
+) VALUES (
+    :id, :host, :pid, :process_start, :pid_namespace, :now, :lease_until, :handles
+)
+ON CONFLICT (id) DO UPDATE SET
+    lease_until = excluded.lease_until, handles = excluded.handles
 """
 
 SELECT_OWNER = "SELECT * FROM pulse_owners WHERE id = :id"
@@ -271,14 +285,20 @@ DELETE FROM pulse_jobs WHERE seq IN (
 )
 """
 
-RETRY_ALL_DEAD = """
+# Pages through the dead jobs in the order of the index of finished jobs;
+# :after_time and :after_seq are the last row of the previous page.
+SELECT_DEAD_SEQS = """
+SELECT finished_at, seq FROM pulse_jobs
+WHERE status IN ('completed', 'dead') AND status = 'dead'
+  AND (:name IS NULL OR name = :name)
+  AND (finished_at, seq) > (:after_time, :after_seq)
+ORDER BY finished_at, seq LIMIT :limit
+"""
+
+RETRY_DEAD_SEQS = """
 UPDATE pulse_jobs
 SET status = 'pending', attempts = 0, run_at = :now, started_at = NULL,
     finished_at = NULL
-WHERE seq IN (
-    SELECT seq FROM pulse_jobs
-    WHERE status = 'dead' AND (:name IS NULL OR name = :name)
-    ORDER BY finished_at LIMIT :limit
-)
+WHERE seq IN (SELECT value FROM json_each(:seqs)) AND status = 'dead'
 RETURNING id, name
 """

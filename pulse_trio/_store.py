@@ -135,6 +135,13 @@ def _create_schema(db: sqlite_utils.Database) -> None:
     )
 
 
+@migrations(name="0002_owner_namespace_and_names")
+def _add_owner_details(db: sqlite_utils.Database) -> None:
+    owners = db.table("pulse_owners")
+    owners.add_column("pid_namespace", str)
+    owners.add_column("handles", str)
+
+
 def _run_order(row: Row) -> tuple[int, int, int]:
     return (-row["priority"], row["run_at"], row["seq"])
 
@@ -237,6 +244,16 @@ class Store:
                 "pulse-trio writes to every database it opens, so make it writable "
                 "(check its permissions, immutable attribute and mount)"
             )
+        for suffix in ("-wal", "-shm"):
+            # Left behind by another user, such as a tool run as root: SQLite
+            # would open the database and fail at every write.
+            extra = path.with_name(path.name + suffix)
+            if extra.exists() and not os.access(extra, os.W_OK):
+                raise DatabaseError(
+                    f"cannot open database {str(path)!r}: its file {str(extra)!r} "
+                    "is read-only; make it writable by this user, or remove it "
+                    "once no program has the database open"
+                )
         if not os.access(path.parent, os.W_OK):
             raise DatabaseError(
                 f"cannot open database {str(path)!r}: folder {str(path.parent)!r} "
@@ -511,9 +528,11 @@ class Store:
         params = {"status": status, "before": before, "limit": limit}
         return self.conn.execute(_sql.PURGE_FINISHED, params).rowcount
 
-    def retry_all_dead(self, name: str | None, now: int, limit: int) -> list[Row]:
-        params = {"name": name, "now": now, "limit": limit}
-        return self.conn.execute(_sql.RETRY_ALL_DEAD, params).fetchall()
+    def retry_dead_seqs(self, seqs: Sequence[int], now: int) -> list[Row]:
+        """Make the dead jobs among *seqs* pending, and return their ids and
+        names."""
+        params = {"seqs": json.dumps(list(seqs)), "now": now}
+        return self.conn.execute(_sql.RETRY_DEAD_SEQS, params).fetchall()
 
     def upsert_owner(self, fields: Mapping[str, Any]) -> None:
         self.conn.execute(_sql.UPSERT_OWNER, fields)
@@ -590,6 +609,21 @@ class Store:
         return row
 
     @_reads
+    def dead_seqs(
+        self, name: str | None, after: tuple[int, int], limit: int
+    ) -> list[tuple[int, int]]:
+        """Return (finished_at, seq) of up to *limit* dead jobs after *after*,
+        in the order they died, only those named *name* if set."""
+        params = {
+            "name": name,
+            "after_time": after[0],
+            "after_seq": after[1],
+            "limit": limit,
+        }
+        cursor = self.conn.execute(_sql.SELECT_DEAD_SEQS, params)
+        return [(row[0], row[1]) for row in cursor]
+
+    @_reads
     def dead(self) -> list[Row]:
         return self.conn.execute(_sql.SELECT_DEAD).fetchall()
 
@@ -636,21 +670,29 @@ class Store:
 
     @_reads
     def ready_unhandled(
-        self, names: Iterable[str], cap: int = 10_000
-    ) -> list[tuple[str, int]]:
-        """Return the names of due jobs not in *names*, with their counts.
+        self, names: Collection[str], max_names: int = 10, cap: int = 1000
+    ) -> tuple[list[tuple[str, int]], bool]:
+        """Return names of due jobs not in *names*, with their counts.
 
-        Counts stop at *cap*, so one large backlog does not stall the loop.
+        It stops after *max_names* such names, and counts stop at *cap*, so
+        a backlog of many names or many jobs does not stall the event loop.
+
+        Returns:
+            The names with their counts, and whether more names were left.
         """
-        handled = set(names)
         found: list[tuple[str, int]] = []
         after = ""
-        while True:
+        # Handled names are passed over on the way, so they count too.
+        for _ in range(len(names) + max_names):
             row = self.conn.execute(_sql.NEXT_READY_NAME, {"after": after}).fetchone()
             if row is None:
-                return found
+                return found, False
             after = row["name"]
-            if after not in handled:
-                params = {"name": after, "cap": cap}
-                count = self.conn.execute(_sql.COUNT_READY_FOR_NAME, params).fetchone()
-                found.append((after, count[0]))
+            if after in names:
+                continue
+            if len(found) == max_names:
+                return found, True
+            params = {"name": after, "cap": cap}
+            count = self.conn.execute(_sql.COUNT_READY_FOR_NAME, params).fetchone()
+            found.append((after, count[0]))
+        return found, True

@@ -26,7 +26,7 @@ logger = logging.getLogger(__name__)
 MAX_ERROR_CHARS = 4_000
 """Maximum length of the error stored for one failed run; the rest is cut."""
 
-MAX_TRACEBACK_CHARS = 64_000
+MAX_TRACEBACK_CHARS = 16_000
 """Maximum length of the traceback stored for one failed run; the middle
 is cut."""
 
@@ -273,6 +273,14 @@ class Worker:
                     raise
                 self._log_dropped(job, dropped)
                 raise control from None
+            if _cancelled_from_outside():
+                # A shutdown cancelled the run, and the handler's cleanup
+                # raised an error in place of the Cancelled. The run is put
+                # back like any cancelled one; the worker stops at its next
+                # checkpoint, where the cancellation is raised again.
+                await release_job(self.persistence, job)
+                self._log_dropped(job, exc)
+                return
             if scope.cancel_called:
                 # The timeout cancelled the handler, which then raised
                 # something else while it cleaned up.
@@ -301,14 +309,19 @@ class Worker:
         finally:
             leave_job(token)
 
-    def _log_dropped(self, job: ClaimedJob, errors: BaseExceptionGroup[Any]) -> None:
+    def _log_dropped(self, job: ClaimedJob, errors: BaseException) -> None:
+        leaves = (
+            leaf_exceptions(errors)
+            if isinstance(errors, BaseExceptionGroup)
+            else [errors]
+        )
         logger.error(
             "job %s (%s): attempt %d raised errors while it was cancelled; the "
             "job is pending again and the errors are dropped: %s",
             job.id,
             job.name,
             job.attempt,
-            "; ".join(describe_error(leaf) for leaf in leaf_exceptions(errors)),
+            "; ".join(describe_error(leaf) for leaf in leaves),
             exc_info=errors,
             extra={"job_id": job.id, "job_name": job.name},
         )
@@ -333,6 +346,12 @@ class Worker:
         self.persistence.submit_nowait(
             Fail(job=job, duration=duration, error=error, traceback="", exception=None)
         )
+
+
+def _cancelled_from_outside() -> bool:
+    """Tell whether a scope around the calling task is cancelled: a shutdown
+    of the queue, as opposed to a run's own time limit."""
+    return trio.current_effective_deadline() == -math.inf
 
 
 def timeout_text(job: ClaimedJob, duration: float, limit: float | None) -> str:

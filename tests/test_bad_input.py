@@ -7,8 +7,9 @@ the queue keeps working afterwards.
 
 from __future__ import annotations
 
+import functools
 import math
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -112,6 +113,42 @@ BAD_CALLS = [
         InvalidJobName,
         r"job name must not be empty or blank, got ''",
         id="name-empty",
+    ),
+    pytest.param(
+        "name",
+        "n" * 201,
+        InvalidJobName,
+        r"job name is 201 characters long, over the limit of 200: 'nnnn",
+        id="name-too-long",
+    ),
+    pytest.param(
+        "name",
+        "bad\udc80name",
+        InvalidJobName,
+        r"job name 'bad\\udc80name' is not valid Unicode .*remove lone surrogates",
+        id="name-lone-surrogate",
+    ),
+    pytest.param(
+        "payload",
+        functools.reduce(lambda inner, _: [inner], range(101), 0),
+        InvalidPayload,
+        r"payload of job 'record' nests lists and dicts more than 100 levels "
+        r"deep; flatten it",
+        id="payload-too-deep",
+    ),
+    pytest.param(
+        "delay",
+        10**400,
+        ValueError,
+        r"delay is too long: an int of 1329 bits; the maximum is 366000 days",
+        id="delay-huge-int",
+    ),
+    pytest.param(
+        "config",
+        {"timeout": 10**400},
+        ValueError,
+        r"timeout is too long: an int of 1329 bits",
+        id="timeout-huge-int",
     ),
     pytest.param(
         "name",
@@ -286,6 +323,18 @@ async def test_deeply_nested_payload_rejected(open_queue: OpenQueue) -> None:
     assert stored_rows(pulse) == []
 
 
+async def test_payload_at_depth_limit_accepted(open_queue: OpenQueue) -> None:
+    pulse = await open_queue()
+    deepest = functools.reduce(lambda inner, _: [inner], range(100), 0)
+    brackets_in_text = {"note": "[" * 500}
+
+    first = await pulse.enqueue("record", deepest)
+    second = await pulse.enqueue("record", brackets_in_text)
+
+    assert (await pulse.status(first)).payload == deepest
+    assert (await pulse.status(second)).payload == brackets_in_text
+
+
 def test_payload_limit_documented() -> None:
     doc = Pulse.new.__doc__ or ""
     assert "max_payload_bytes: Largest payload that enqueue accepts" in doc
@@ -317,6 +366,12 @@ def test_payload_limit_documented() -> None:
             r"'NORMAL' or 'FULL'",
         ),
         ({"keep_completed": -1}, ValueError, r"keep_completed must not be negative"),
+        (
+            {"max_payload_bytes": 2**30},
+            ValueError,
+            r"max_payload_bytes must be at most 536870912 \(512 MiB\), got 1073741824",
+        ),
+        ({"lease": 10**400}, ValueError, r"lease is too long: an int of 1329 bits"),
     ],
 )
 async def test_bad_option_rejected_and_file_kept(
@@ -333,6 +388,21 @@ async def test_bad_option_rejected_and_file_kept(
     again = await Pulse.new(db)
     assert (await again.status(job_id)).payload == "kept"
     again.close()
+
+
+@pytest.mark.parametrize(
+    "options",
+    [{"workers": 0}, {"lease": 0}, {"synchronous": "OFF"}, {"max_payload_bytes": 0}],
+)
+async def test_bad_option_creates_no_file(
+    tmp_path: Path, options: dict[str, Any]
+) -> None:
+    db = tmp_path / "new.db"
+
+    with pytest.raises(ValueError, match=r"must be|invalid synchronous"):
+        await Pulse.new(db, **options)
+
+    assert list(tmp_path.iterdir()) == []
 
 
 # -- handlers ---------------------------------------------------------------
@@ -356,6 +426,65 @@ async def test_bad_handlers_rejected(open_queue: OpenQueue) -> None:
         pulse.handle(5, record)  # type: ignore[arg-type]
 
     assert pulse.handled_names() == frozenset({"record"})
+
+
+def generator_handler(payload: object) -> Iterator[int]:
+    yield 1
+
+
+async def async_generator_handler(payload: object) -> Any:
+    yield 1
+
+
+async def no_arguments() -> None:
+    pass
+
+
+async def two_arguments(payload: object, extra: object) -> None:
+    pass
+
+
+async def keyword_only(*, payload: object) -> None:
+    pass
+
+
+async def with_default(payload: object, extra: object = None) -> None:
+    pass
+
+
+@pytest.mark.parametrize(
+    ("function", "message"),
+    [
+        (generator_handler, r"handler for job 'bad' is a generator function"),
+        (async_generator_handler, r"handler for job 'bad' is a generator function"),
+        (
+            no_arguments,
+            r"handler for job 'bad' must accept the payload as one positional "
+            r"argument, but .*no_arguments.* has the signature \(\)",
+        ),
+        (two_arguments, r"has the signature \(payload: 'object', extra: 'object'\)"),
+        (keyword_only, r"must accept the payload as one positional argument"),
+    ],
+)
+async def test_handler_of_wrong_shape_rejected(
+    open_queue: OpenQueue, function: Any, message: str
+) -> None:
+    pulse = await open_queue()
+
+    with pytest.raises(HandlerError, match=message):
+        pulse.handle("bad", function)
+
+    assert pulse.handled_names() == frozenset()
+
+
+async def test_handler_shapes_accepted(open_queue: OpenQueue) -> None:
+    pulse = await open_queue()
+
+    pulse.handle("default", with_default)
+    pulse.handle("lambda", lambda payload: None)
+    pulse.handle("builtin", print)
+
+    assert pulse.handled_names() == frozenset({"default", "lambda", "builtin"})
 
 
 class OwnBaseException(BaseException):

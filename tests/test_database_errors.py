@@ -90,6 +90,29 @@ async def test_read_only_file_rejected(tmp_path: Path) -> None:
     assert stored_payloads(path) == ['"kept"']
 
 
+@pytest.mark.parametrize("suffix", ["-wal", "-shm"])
+async def test_read_only_wal_or_shm_file_rejected(tmp_path: Path, suffix: str) -> None:
+    path = tmp_path / "queue.db"
+    await make_queue_file(path, ["kept"])
+    # Such a file is left behind when a tool run as another user had the
+    # database open.
+    extra = tmp_path / f"queue.db{suffix}"
+    extra.write_bytes(b"")
+
+    with (
+        immutable(extra),
+        pytest.raises(
+            DatabaseError,
+            match=rf"cannot open database '.*queue\.db': its file "
+            rf"'.*queue\.db{suffix}' is read-only; make it writable",
+        ),
+    ):
+        await Pulse.new(path)
+
+    extra.unlink()
+    assert stored_payloads(path) == ['"kept"']
+
+
 async def test_read_only_folder_rejected(tmp_path: Path) -> None:
     folder = tmp_path / "queues"
     folder.mkdir()

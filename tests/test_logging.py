@@ -159,6 +159,27 @@ async def test_unhandled_job_stays_pending_with_warning(
     assert job.status is JobStatus.COMPLETED
 
 
+async def test_unhandled_warning_bounded_for_many_names(
+    open_queue: OpenQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    pulse = await open_queue()
+    pulse.handle("known", lambda payload: None)
+    for index in range(40):
+        await pulse.enqueue_many(f"unknown_{index:02}", range(3))
+    await pulse.enqueue_many("unknown_big", range(1200))
+
+    with caplog.at_level(logging.WARNING, logger="pulse_trio"):
+        async with pulse:
+            await trio.sleep(1)
+
+    messages = [r.getMessage() for r in caplog.records]
+    named = [m for m in messages if m.startswith("due jobs named")]
+    assert len(named) == 10
+    assert "'unknown_00'" in named[0]
+    assert "(count: 3)" in named[0]
+    assert sum("more names" in m for m in messages) == 1
+
+
 async def test_library_adds_no_handlers(open_queue: OpenQueue) -> None:
     pulse = await open_queue()
 

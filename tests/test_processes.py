@@ -36,7 +36,7 @@ from pulse_trio._messages import (
     RenewLease,
     Reply,
 )
-from pulse_trio._owner import Owner, owner_is_dead, process_start
+from pulse_trio._owner import PID_NAMESPACE, Owner, owner_is_dead, process_start
 from pulse_trio._pulse import DEFAULT_LEASE
 
 from .helpers import read_file_rows
@@ -299,7 +299,12 @@ async def _claim(pulse: Pulse, owner: Owner) -> Any:
 
 async def _set_lease(pulse: Pulse, owner: Owner, lease_until: int) -> None:
     reply: Reply[None] = Reply()
-    await _send(pulse, RenewLease(owner=owner, lease_until=lease_until, reply=reply))
+    await _send(
+        pulse,
+        RenewLease(
+            owner=owner, lease_until=lease_until, handles=("work",), reply=reply
+        ),
+    )
 
 
 async def _recover(pulse: Pulse, own_id: str) -> list[Any]:
@@ -401,6 +406,7 @@ def test_owner_with_reused_pid_is_dead() -> None:
             "host": socket.gethostname(),
             "pid": sleeper.pid,
             "process_start": start,
+            "pid_namespace": PID_NAMESPACE,
             "lease_until": far_future,
         }
         assert not owner_is_dead(alive, now=0)
@@ -422,6 +428,7 @@ def test_live_process_outlasts_expired_lease() -> None:
         "host": socket.gethostname(),
         "pid": os.getppid(),
         "process_start": process_start(os.getppid()),
+        "pid_namespace": PID_NAMESPACE,
         "lease_until": 0,
     }
     assert row["process_start"] is not None, "needs /proc/PID/stat (Linux)"
@@ -435,6 +442,24 @@ def test_remote_owner_dead_once_lease_expired(lease_until: int, dead: bool) -> N
         "host": "elsewhere.invalid",
         "pid": os.getpid(),
         "process_start": None,
+        "pid_namespace": None,
+        "lease_until": lease_until,
+    }
+    assert owner_is_dead(row, now=1000) is dead
+
+
+@pytest.mark.parametrize(("lease_until", "dead"), [(999, True), (1000, False)])
+def test_owner_in_other_pid_namespace_judged_by_lease(
+    lease_until: int, dead: bool
+) -> None:
+    # A container with the same host name has PID numbers of its own: even
+    # this process's pid there says nothing about that owner.
+    row = {
+        "id": "container-owner",
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "process_start": process_start(os.getpid()),
+        "pid_namespace": "pid:[1] boot:another-container",
         "lease_until": lease_until,
     }
     assert owner_is_dead(row, now=1000) is dead
@@ -448,6 +473,7 @@ def test_owner_of_this_process_not_live_is_dead() -> None:
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "process_start": process_start(os.getpid()),
+        "pid_namespace": PID_NAMESPACE,
         "lease_until": 2**62,
     }
     assert owner_is_dead(row, now=0)

@@ -333,6 +333,25 @@ class TestHandlerErrors:
         assert error.traceback.rstrip().endswith("KeyError: \"missing field 'email'\"")
         assert error.failed_at == job.finished_at
 
+    async def test_error_history_keeps_last_runs(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+
+        async def always_fail(_: Any) -> None:
+            raise ValueError(f"run {current_job().attempt}")
+
+        pulse.handle("fail", always_fail)
+        job_id = await pulse.enqueue_with_config(
+            "fail", None, JobConfig(max_retries=29, retry_delay=0)
+        )
+        async with pulse:
+            [job] = await wait_finished(pulse, [job_id])
+
+        assert job.status is JobStatus.DEAD
+        assert job.attempts == 30
+        assert [error.attempt for error in job.errors] == list(range(11, 31))
+        assert job.errors[-1].error == "ValueError: run 30"
+        assert job.last_error == "ValueError: run 30"
+
     async def test_exception_group_from_handler_nursery(
         self, open_queue: OpenQueue
     ) -> None:

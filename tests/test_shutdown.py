@@ -320,6 +320,37 @@ class TestImmediateShutdown:
         assert job.attempts == 0
         assert job.errors == ()
 
+    @pytest.mark.parametrize("how", ["now", "graceful-timeout"])
+    async def test_cleanup_error_while_cancelled_is_released(
+        self, open_queue: OpenQueue, caplog: pytest.LogCaptureFixture, how: str
+    ) -> None:
+        # The handler's cleanup replaces the shutdown's Cancelled with an
+        # error of its own: the run was still cut short by the queue.
+        pulse = await open_queue()
+
+        async def fragile(_: Any) -> None:
+            try:
+                await trio.sleep_forever()
+            finally:
+                raise OSError("cleanup failed")
+
+        pulse.handle("fragile", fragile)
+        job_id = await pulse.enqueue_with_config("fragile", None, JobConfig.no_retry())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pulse.run)
+            await wait_for_status(pulse, job_id, [JobStatus.RUNNING])
+            if how == "now":
+                await pulse.shutdown_now()
+            else:
+                await pulse.shutdown_graceful(timeout=10)
+
+        job = await pulse.status(job_id)
+        assert job.status is JobStatus.PENDING
+        assert job.attempts == 0
+        assert job.errors == ()
+        dropped = [r.getMessage() for r in caplog.records if job_id in r.getMessage()]
+        assert any("OSError: cleanup failed" in message for message in dropped)
+
     async def test_shutdown_now_during_graceful(self, open_queue: OpenQueue) -> None:
         pulse = await open_queue()
         pulse.handle("hang", hang)

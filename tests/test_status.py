@@ -17,6 +17,7 @@ from pulse_trio import (
     JobStatus,
     Pulse,
     PulseError,
+    _pulse,
     current_job,
 )
 
@@ -269,6 +270,42 @@ class TestDeadLetter:
                 await pulse.retry(job_id)
 
         assert (await pulse.status(job_id)).status is JobStatus.COMPLETED
+
+
+class TestRetryAllDead:
+    async def test_counts_each_dead_job_once(
+        self, open_queue: OpenQueue, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Jobs retried in an early chunk die again before the last chunk is
+        # read; they must not be retried a second time.
+        monkeypatch.setattr(_pulse, "PRUNE_CHUNK", 5)
+        pulse = await open_queue(workers=4)
+        pulse.handle("fails", always_fail)
+        ids = await pulse.enqueue_many("fails", range(30), JobConfig.no_retry())
+        async with pulse:
+            await wait_finished(pulse, ids)
+
+            retried = await pulse.retry_all_dead()
+            finished = await wait_finished(pulse, ids)
+
+        assert retried == 30
+        assert [job.status for job in finished] == [JobStatus.DEAD] * 30
+        assert [job.attempts for job in finished] == [1] * 30
+        assert [len(job.errors) for job in finished] == [2] * 30
+
+    async def test_name_filter(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        pulse.handle("fails", always_fail)
+        pulse.handle("other", always_fail)
+        fails = await pulse.enqueue_with_config("fails", None, JobConfig.no_retry())
+        other = await pulse.enqueue_with_config("other", None, JobConfig.no_retry())
+        async with pulse:
+            await wait_finished(pulse, [fails, other])
+        retried = await pulse.retry_all_dead("fails")
+
+        assert retried == 1
+        assert (await pulse.status(fails)).status is JobStatus.PENDING
+        assert (await pulse.status(other)).status is JobStatus.DEAD
 
 
 class TestAfterShutdownAndClose:

@@ -76,6 +76,22 @@ class TestPulseFixture:
                 await trio.sleep(0.01)
 
 
+    async def test_virtual_hours_cost_few_commits(self, pulse: Pulse) -> None:
+        # An in-memory queue has no lease to renew, so hours of virtual time
+        # cost a few commits, not thousands.
+        pulse.handle("noop", noop)
+        done = await run_job(pulse, "noop")
+        later = await pulse.schedule("noop", None, delay=timedelta(hours=20))
+        commits_before = pulse._persistence._committed
+
+        await pulse.drain(include_scheduled=True)
+
+        assert (await pulse.status(later)).status is JobStatus.COMPLETED
+        assert pulse._persistence._committed - commits_before < 50
+        # Completed jobs are kept: in-memory queues keep them by default.
+        assert (await pulse.status(done.id)).status is JobStatus.COMPLETED
+
+
 class TestHandlersFixture:
     @pytest.fixture
     def pulse_handlers(self) -> Mapping[str, Any]:

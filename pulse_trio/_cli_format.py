@@ -12,8 +12,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from ._job import Job, JobStatus
-from ._stats import QueueSummary
+from . import Job, JobStatus, QueueSummary
 
 MAX_ERROR_COLUMN = 60
 """Characters of the last error shown in a row of ``jobs``; more are cut."""
@@ -54,6 +53,11 @@ def human_duration(duration: timedelta | float | None) -> str:
         if count:
             parts.append(f"{count}{unit}")
     return "".join(parts) or "0s"
+
+
+def count_of(count: int, noun: str) -> str:
+    """Return ``1 job`` or ``2 jobs``: *count* and *noun*, plural unless 1."""
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def dumps(value: Any, *, compact: bool = False) -> str:

@@ -18,9 +18,8 @@ from datetime import timedelta
 
 import trio
 
+from . import Pulse, PulseError
 from ._cli_values import AppPath, CommandError
-from ._errors import PulseError
-from ._pulse import Pulse
 
 logger = logging.getLogger("pulse_trio.cli")
 

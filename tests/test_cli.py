@@ -8,6 +8,9 @@ real clock.
 
 from __future__ import annotations
 
+import errno
+import importlib.metadata
+import io
 import json
 import re
 import runpy
@@ -25,8 +28,15 @@ import pytest
 import trio
 
 from pulse_trio import JobConfig, JobPriority, JobStatus, Pulse
-from pulse_trio._cli import build_parser, main
-from pulse_trio._cli_values import parse_duration
+from pulse_trio._cli import MAX_WORKERS, build_parser, main
+from pulse_trio._cli_format import count_of
+from pulse_trio._cli_values import (
+    EARLIEST_TIME,
+    LATEST_TIME,
+    MAX_DURATION,
+    parse_duration,
+    parse_payload,
+)
 from pulse_trio._cli_worker import exit_code_of
 
 DOCS = Path(__file__).resolve().parent.parent / "docs"
@@ -198,6 +208,25 @@ class TestStats:
         assert code == 0
         assert "oldest due job: none is waiting" in out
 
+    @pytest.mark.parametrize("interval", ["0", "0.000001", "0.09"])
+    def test_watch_interval_below_minimum(
+        self, interval: str, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        # A missing file: if the interval passed, the command would fail on it
+        # with status 1 instead of watching.
+        path = tmp_path / "missing.db"
+
+        code, out, err = run_cli(capsys, "stats", path, "--watch", interval)
+
+        assert code == 2
+        assert out == ""
+        assert f"invalid interval {interval!r}: it must be at least 0.1" in err
+
+    def test_watch_interval_minimum_is_accepted(self) -> None:
+        args = build_parser().parse_args(["stats", "jobs.db", "--watch", "0.1"])
+
+        assert args.watch == timedelta(seconds=0.1)
+
 
 # -- errors shared by the database commands -----------------------------------
 
@@ -282,6 +311,51 @@ class TestDatabaseErrors:
         for command in ("worker", "stats", "jobs", "show", "retry", "enqueue", "purge"):
             assert command in out
 
+    def test_version(self, capsys: pytest.CaptureFixture[str]) -> None:
+        code, out, err = run_cli(capsys, "--version")
+
+        assert code == 0, err
+        assert out == f"pulse-trio {importlib.metadata.version('pulse-trio')}\n"
+
+
+class ClosedPipe(io.StringIO):
+    """Standard output whose reader has gone away: every write fails."""
+
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+
+class TestBrokenPipe:
+    @pytest.mark.parametrize(
+        "command",
+        [
+            ["jobs", "--limit", "5000"],
+            ["jobs", "--json"],
+            ["show", "ID"],
+            ["stats"],
+            ["stats", "--watch", "0.1", "--json"],
+            ["retry", "--all-dead"],
+            ["enqueue", "report"],
+            ["purge", "--status", "dead", "--older-than", "0s", "--dry-run"],
+        ],
+        ids=" ".join,
+    )
+    def test_closed_stdout_exits_141(
+        self,
+        command: list[str],
+        database: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        dead = ids_by_status(capsys, database)["dead"]
+        name, *rest = [dead if arg == "ID" else arg for arg in command]
+        monkeypatch.setattr(sys, "stdout", ClosedPipe())
+
+        code, _, err = run_cli(capsys, name, database, *rest)
+
+        assert code == 141
+        assert err == ""
+
 
 # -- jobs and show ------------------------------------------------------------
 
@@ -325,7 +399,17 @@ class TestJobs:
 
         assert [job["status"] for job in jobs] == ["scheduled"]
         assert code == 0
-        assert "the newest 1 shown" in out
+        assert out.splitlines()[-1] == (
+            "(only the newest job is shown, so pass a larger --limit to see more)"
+        )
+
+    def test_limit_message_counts_jobs(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, _ = run_cli(capsys, "jobs", database, "--limit", "2")
+
+        assert code == 0
+        assert "(only the newest 2 jobs are shown," in out
 
     def test_no_match_message(
         self, database: Path, capsys: pytest.CaptureFixture[str]
@@ -373,13 +457,25 @@ class TestJobs:
         assert code == 2
         assert "invalid choice: 'lost'" in err
 
+    @pytest.mark.parametrize(
+        "limit", ["0", "1000001", "9223372036854775807", "99999999999999999999", "x"]
+    )
     def test_invalid_limit_is_usage_error(
-        self, database: Path, capsys: pytest.CaptureFixture[str]
+        self, limit: str, database: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        code, _, err = run_cli(capsys, "jobs", database, "--limit", "0")
+        code, out, err = run_cli(capsys, "jobs", database, "--limit", limit)
 
         assert code == 2
-        assert "invalid value '0'" in err
+        assert out == ""
+        assert f"invalid value {limit!r}: use an integer from 1 to 1000000" in err
+        assert "Traceback" not in err
+
+    def test_maximum_limit_is_accepted(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        jobs = run_json(capsys, "jobs", database, "--limit", "1000000")
+
+        assert len(jobs) == 4
 
 
 class TestShow:
@@ -484,31 +580,48 @@ class TestRetry:
         assert out.strip() == "retried 3 dead jobs"
         assert left == []
 
+    def test_all_dead_counts_one_job(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(capsys, "retry", database, "--all-dead")
+
+        assert code == 0, err
+        assert out.strip() == "retried 1 dead job"
+
     def test_needs_ids_or_all_dead(
         self, database: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        code, _, err = run_cli(capsys, "retry", database)
+        code, out, err = run_cli(capsys, "retry", database)
 
-        assert code == 1
-        assert "give the ids of dead jobs to retry, or --all-dead" in err
+        assert code == 2
+        assert out == ""
+        assert "usage: pulse-trio retry" in err
+        assert err.splitlines()[-1] == (
+            "pulse-trio retry: error: give the ids of dead jobs to retry, or --all-dead"
+        )
 
     def test_ids_and_all_dead_conflict(
         self, database: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        code, _, err = run_cli(capsys, "retry", database, "feedface", "--all-dead")
-
-        assert code == 1
-        assert "or --all-dead" in err
-
-    def test_name_needs_all_dead(
-        self, database: Path, capsys: pytest.CaptureFixture[str]
-    ) -> None:
         dead = ids_by_status(capsys, database)["dead"]
 
-        code, _, err = run_cli(capsys, "retry", database, dead, "--name", "charge")
+        code, _, err = run_cli(capsys, "retry", database, dead, "--all-dead")
 
-        assert code == 1
-        assert "--name is valid only with --all-dead" in err
+        assert code == 2
+        assert "give job ids or --all-dead, not both" in err
+        assert read_job(database, dead).status is JobStatus.DEAD
+
+    @pytest.mark.parametrize("with_id", [True, False], ids=["with id", "alone"])
+    def test_name_needs_all_dead(
+        self, with_id: bool, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        dead = ids_by_status(capsys, database)["dead"]
+        ids = [dead] if with_id else []
+
+        code, _, err = run_cli(capsys, "retry", database, *ids, "--name", "charge")
+
+        assert code == 2
+        assert "--name needs --all-dead, so add --all-dead or drop --name" in err
         assert read_job(database, dead).status is JobStatus.DEAD
 
 
@@ -601,6 +714,33 @@ class TestEnqueue:
             (["1", "--at", "2099-06-01T09:00"], "it has no UTC offset"),
             (["1", "--priority", "urgent"], "invalid priority 'urgent'"),
             (["1", "--at", "2099-06-01T09:00Z", "--in", "1h"], "not allowed with"),
+            (["NaN"], "invalid JSON payload 'NaN': JSON has no number NaN"),
+            (["Infinity"], "JSON has no number Infinity"),
+            (["--", "-Infinity"], "JSON has no number -Infinity"),
+            (['{"a": [NaN]}'], "JSON has no number NaN"),
+            (["1e999"], "JSON has no number 1e999 that fits a 64-bit float"),
+            (["[1, -1e400]"], "JSON has no number -1e400 that fits"),
+            (["[" * 100_000], "it is nested too deeply"),
+            (["1" * 5000], "Exceeds the limit"),
+            (["1", "--in", "2000000d"], "the maximum is 366000d"),
+            (
+                ["1", "--at", "0001-01-01T00:00:00Z"],
+                "it must be from 0001-01-02T00:00:00Z to 9999-12-30T00:00:00Z",
+            ),
+            (["1", "--at", "0001-01-01T22:59:59-01:00"], "it must be from"),
+            (["1", "--at", "9999-12-31T23:59:59Z"], "it must be from"),
+            (["1", "--at", "9999-12-30T00:00:00.000001Z"], "it must be from"),
+            (["1", "--max-retries", "-1"], "max_retries must be 0 or more"),
+            (["1", "--max-retries", "many"], "invalid value 'many'"),
+            (["1", "--max-retries", str(2**70)], "max_retries must be at most"),
+            (["1", "--timeout", "0"], "Pass --no-timeout for no time limit"),
+            (["1", "--timeout", "5m", "--no-timeout"], "not allowed with"),
+            (["1", "--retry-delay", "-5"], "invalid duration '-5'"),
+            (["1", "--retry-delay", "2h"], "also pass --max-retry-delay 2h or more"),
+            (
+                ["1", "--retry-delay", "10m", "--max-retry-delay", "5m"],
+                "--retry-delay 10m is longer than the max retry delay 5m",
+            ),
         ],
     )
     def test_invalid_arguments_store_nothing(
@@ -618,13 +758,124 @@ class TestEnqueue:
         assert "Traceback" not in err
         assert len(run_json(capsys, "jobs", database)) == 4
 
-    def test_blank_name_is_rejected(
+    @pytest.mark.parametrize("name", ["", " "])
+    def test_blank_name_is_usage_error(
+        self, name: str, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(capsys, "enqueue", database, name)
+
+        assert code == 2
+        assert f"invalid job name {name!r}: it is empty or blank" in err
+        assert len(run_json(capsys, "jobs", database)) == 4
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            (["n" * 201], "job name is 201 characters long"),
+            (["report", '"\\udc80"'], "is not valid Unicode"),
+        ],
+        ids=["long name", "lone surrogate"],
+    )
+    def test_queue_rejections_are_usage_errors(
+        self,
+        options: list[str],
+        message: str,
+        database: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        code, out, err = run_cli(capsys, "enqueue", database, *options)
+
+        assert code == 2
+        assert out == ""
+        assert err.startswith("pulse-trio: error: ")
+        assert message in err
+        assert len(run_json(capsys, "jobs", database)) == 4
+
+    @pytest.mark.parametrize(
+        "argv",
+        [
+            ["charge", "--in", "90", '{"a": 1}'],
+            ["--in", "90", "charge", '{"a": 1}'],
+            ["charge", '{"a": 1}', "--in", "90"],
+            ["--json", "charge", "--in", "90", '{"a": 1}'],
+        ],
+        ids=" ".join,
+    )
+    def test_options_and_payload_in_any_order(
+        self, argv: list[str], database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(capsys, "enqueue", database, *argv, "--json")
+
+        assert code == 0, err
+        record = json.loads(out)
+        assert record["name"] == "charge"
+        assert record["payload"] == {"a": 1}
+        assert record["status"] == "scheduled"
+
+    @pytest.mark.parametrize(
+        ("given", "expected"),
+        [
+            ("0001-01-02T00:00:00Z", EARLIEST_TIME),
+            ("9999-12-30T00:00:00Z", LATEST_TIME),
+        ],
+    )
+    def test_at_time_range_bounds_are_accepted(
+        self,
+        given: str,
+        expected: datetime,
+        database: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        record = run_json(capsys, "enqueue", database, "report", "--at", given)
+
+        assert read_job(database, record["id"]).run_at == expected
+
+    def test_config_options_set_job_config(
         self, database: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        code, _, err = run_cli(capsys, "enqueue", database, " ")
+        record = run_json(
+            capsys,
+            "enqueue",
+            database,
+            "report",
+            "--max-retries",
+            "7",
+            "--retry-delay",
+            "30s",
+            "--max-retry-delay",
+            "2h",
+            "--timeout",
+            "1m",
+            "--priority",
+            "high",
+        )
 
-        assert code == 1
-        assert "job name must not be empty or blank" in err
+        config = read_job(database, record["id"]).config
+        assert config == JobConfig(
+            priority=JobPriority.HIGH,
+            max_retries=7,
+            retry_delay=timedelta(seconds=30),
+            max_retry_delay=timedelta(hours=2),
+            timeout=timedelta(minutes=1),
+        )
+        assert record["max_retries"] == 7
+
+    def test_no_timeout(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        record = run_json(capsys, "enqueue", database, "report", "--no-timeout")
+
+        config = read_job(database, record["id"]).config
+        assert config.timeout is None
+        assert config.max_retries == JobConfig().max_retries
+        assert record["config"]["timeout"] is None
+
+    def test_config_defaults_without_options(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        record = run_json(capsys, "enqueue", database, "report")
+
+        assert read_job(database, record["id"]).config == JobConfig()
 
 
 # -- purge --------------------------------------------------------------------
@@ -672,7 +923,77 @@ class TestPurge:
         )
 
         assert code == 0
-        assert out.strip() == "deleted 1 dead jobs that finished more than 0s ago"
+        assert out.strip() == "deleted 1 dead job that finished more than 0s ago"
+
+    def test_dry_run_counts_and_keeps_jobs(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "old.db"
+
+        async def setup(pulse: Pulse) -> list[str]:
+            pulse.handle("receipt", succeed)
+            return await pulse.enqueue_many("receipt", [1, 2, 3])
+
+        old, older, _ = make_database(path, setup, run_jobs=True)
+        backdate_finished(path, old, timedelta(days=8))
+        backdate_finished(path, older, timedelta(days=9))
+        purge = ["purge", path, "--status", "completed", "--older-than", "7d"]
+
+        dry_run = run_json(capsys, *purge, "--dry-run")
+        code, out, _ = run_cli(capsys, *purge, "--dry-run")
+        kept = run_json(capsys, "jobs", path)
+        deleted = run_json(capsys, *purge)
+
+        assert dry_run == {"would_delete": 2}
+        assert code == 0
+        assert out.strip() == (
+            "would delete 2 completed jobs that finished more than 7d ago (dry run)"
+        )
+        assert len(kept) == 3
+        assert deleted == {"deleted": 2}
+
+    def test_dry_run_reads_past_first_batch(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "many.db"
+
+        async def setup(pulse: Pulse) -> None:
+            pulse.handle("receipt", succeed)
+            await pulse.enqueue_many("receipt", list(range(2500)))
+
+        make_database(path, setup, run_jobs=True)
+        purge = ["purge", path, "--status", "completed", "--older-than", "0s"]
+
+        assert run_json(capsys, *purge, "--dry-run") == {"would_delete": 2500}
+        assert run_json(capsys, *purge) == {"deleted": 2500}
+
+    def test_dry_run_with_maximum_age(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        result = run_json(
+            capsys,
+            "purge",
+            database,
+            "--status",
+            "dead",
+            "--older-than",
+            "366000d",
+            "--dry-run",
+        )
+
+        assert result == {"would_delete": 0}
+
+    def test_older_than_over_maximum_is_usage_error(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(
+            capsys, "purge", database, "--status", "dead", "--older-than", "2000000d"
+        )
+
+        assert code == 2
+        assert "invalid duration '2000000d': the maximum is 366000d" in err
+        assert "Traceback" not in err
+        assert len(run_json(capsys, "jobs", database, "--status", "dead")) == 1
 
     def test_waiting_status_is_rejected(
         self, database: Path, capsys: pytest.CaptureFixture[str]
@@ -724,6 +1045,75 @@ class TestDuration:
         with pytest.raises(Exception, match="invalid duration") as info:
             parse_duration(text)
         assert type(info.value).__name__ == "ArgumentTypeError"
+
+    @pytest.mark.parametrize("text", ["366001d", "2000000d", "1e300", "99999999w"])
+    def test_over_maximum(self, text: str) -> None:
+        with pytest.raises(Exception, match="the maximum is 366000d"):
+            parse_duration(text)
+
+    def test_maximum_is_accepted(self) -> None:
+        assert parse_duration("366000d") == MAX_DURATION
+
+    def test_maximum_matches_library(self) -> None:
+        JobConfig(retry_delay=MAX_DURATION)
+        # The library compares float seconds, whose step near the maximum is
+        # a few microseconds, so the excess here is a millisecond.
+        with pytest.raises(ValueError, match="too long"):
+            JobConfig(retry_delay=MAX_DURATION + timedelta(milliseconds=1))
+
+
+class TestLimitsMatchLibrary:
+    async def test_time_range_matches_schedule(self) -> None:
+        pulse = Pulse.in_memory()
+        try:
+            for moment in (EARLIEST_TIME, LATEST_TIME):
+                job_id = await pulse.schedule("report", None, moment)
+                assert (await pulse.status(job_id)).run_at == moment
+            outside = [
+                EARLIEST_TIME - timedelta(microseconds=1),
+                LATEST_TIME + timedelta(microseconds=1),
+            ]
+            for moment in outside:
+                with pytest.raises(ValueError, match="outside the supported range"):
+                    await pulse.schedule("report", None, moment)
+        finally:
+            pulse.close()
+
+    def test_max_workers_matches_library(self) -> None:
+        pulse = Pulse.in_memory()
+        try:
+            pulse.with_workers(MAX_WORKERS)
+            with pytest.raises(ValueError, match="at most"):
+                pulse.with_workers(MAX_WORKERS + 1)
+        finally:
+            pulse.close()
+
+
+class TestPayload:
+    @pytest.mark.parametrize(
+        ("text", "expected"),
+        [
+            ("null", None),
+            ('{"a": [1, 2.5, -3e10]}', {"a": [1, 2.5, -3e10]}),
+            ('"NaN"', "NaN"),
+            ("1.7976931348623157e308", 1.7976931348623157e308),
+        ],
+    )
+    def test_valid(self, text: str, expected: Any) -> None:
+        assert parse_payload(text) == expected
+
+    def test_long_payload_is_shortened_in_message(self) -> None:
+        text = "{" + "x" * 500
+
+        with pytest.raises(Exception, match=r"\.\.\. \(501 characters\)") as info:
+            parse_payload(text)
+        assert "x" * 100 not in str(info.value)
+
+
+def test_count_of() -> None:
+    assert count_of(0, "dead job") == "0 dead jobs"
+    assert count_of(1, "dead job") == "1 dead job"
+    assert count_of(2, "job") == "2 jobs"
 
 
 class TestExitCode:
@@ -787,6 +1177,26 @@ class TestWorkerApp:
 
         assert code == 2
         assert f"invalid app {app!r}: use MODULE:ATTRIBUTE" in err
+
+    @pytest.mark.parametrize(
+        ("options", "message"),
+        [
+            (
+                ["--shutdown-timeout", "500000d"],
+                "invalid duration '500000d': the maximum is 366000d",
+            ),
+            (["--workers", "10001"], "invalid value '10001': use an integer from 1"),
+            (["--workers", "0"], "invalid value '0': use an integer from 1 to 10000"),
+        ],
+    )
+    def test_invalid_option_is_usage_error(
+        self, options: list[str], message: str, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, _, err = run_cli(capsys, "worker", "no_such_app_module:pulse", *options)
+
+        assert code == 2
+        assert message in err
+        assert "Traceback" not in err
 
     def test_missing_module(
         self, app_dir: Path, capsys: pytest.CaptureFixture[str]
@@ -1067,13 +1477,31 @@ class TestWorkerProcess:
         assert code == 3, child.text
         assert "Traceback" not in child.text
 
+    async def test_closed_pipe_exits_quietly(
+        self, tmp_path: Path, worker_env: dict[str, str]
+    ) -> None:
+        pulse = await open_test_queue(worker_env)
+        # Far more output than a pipe buffers, so the child cannot finish
+        # writing before the pipe is closed.
+        await pulse.enqueue_many("greet", list(range(2000)))
+        pulse.close()
+        args = ["jobs", worker_env["TEST_DATABASE"], "--limit", "5000"]
+        async with trio.open_nursery() as nursery:
+            child = await start_child(nursery, args, tmp_path, worker_env)
+            assert child.process.stdout is not None
+            await child.process.stdout.aclose()  # as `| head -0` would
+            code = await child.wait()
+
+        assert code == 141
+        assert child.text == ""
+
     async def test_watch_refreshes_until_ctrl_c(
         self, tmp_path: Path, worker_env: dict[str, str]
     ) -> None:
         pulse = await open_test_queue(worker_env)
         await pulse.enqueue("greet", "ada")
         pulse.close()
-        args = ["stats", worker_env["TEST_DATABASE"], "--json", "--watch", "0.05"]
+        args = ["stats", worker_env["TEST_DATABASE"], "--json", "--watch", "0.1"]
         async with trio.open_nursery() as nursery:
             child = await start_child(nursery, args, tmp_path, worker_env)
             assert child.process.stdout is not None
@@ -1156,3 +1584,7 @@ def test_reference_lists_every_option() -> None:
             for option in action.option_strings:
                 if option not in ("-h", "--help"):
                     assert f"`{option}" in reference, f"{name} {option}"
+    for action in parser._actions:
+        for option in action.option_strings:
+            if option not in ("-h", "--help"):
+                assert f"`{option}" in reference, option

@@ -9,6 +9,7 @@ from ._errors import (
     InvalidPayload,
     JobNotDead,
     JobNotFound,
+    JobRunning,
     PulseError,
     QueueClosed,
     SchemaTooNew,
@@ -16,7 +17,7 @@ from ._errors import (
 from ._events import EventKind, JobEvent
 from ._job import AttemptError, Job, JobStatus
 from ._pulse import Pulse
-from ._stats import PulseStatistics, QueueSummary
+from ._stats import PulseStatistics, QueueInfo, QueueSummary
 
 __all__ = [
     "AttemptError",
@@ -32,11 +33,13 @@ __all__ = [
     "JobNotDead",
     "JobNotFound",
     "JobPriority",
+    "JobRunning",
     "JobStatus",
     "Pulse",
     "PulseError",
     "PulseStatistics",
     "QueueClosed",
+    "QueueInfo",
     "QueueSummary",
     "SchemaTooNew",
     "current_job",

@@ -35,6 +35,17 @@ class JobNotDead(PulseError, ValueError):
         self.status = status
 
 
+class JobRunning(PulseError, RuntimeError):
+    """A job that is running was passed where a job at rest is required."""
+
+    def __init__(self, job_id: str) -> None:
+        super().__init__(
+            f"job {job_id!r} is running and cannot be deleted now; delete it "
+            "once the run ends (see status()), or stop the worker that runs it"
+        )
+        self.job_id = job_id
+
+
 class InvalidPayload(PulseError, TypeError):
     """A payload cannot be stored as JSON or is larger than the limit."""
 

@@ -30,6 +30,8 @@ class EventKind(enum.Enum):
     """A shutdown cancelled a run; the job is pending, attempt not counted."""
     RECOVERED = "recovered"
     """The process running the job died; the job is due again or dead."""
+    DELETED = "deleted"
+    """The job was deleted by :meth:`Pulse.delete`."""
 
 
 @attrs.frozen

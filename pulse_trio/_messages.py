@@ -140,6 +140,15 @@ class RetryDead:
 
 
 @attrs.frozen
+class Delete:
+    """Delete the job *job_id* unless it is running; the reply is its name
+    and stored status."""
+
+    job_id: str
+    reply: Reply[tuple[str, str]]
+
+
+@attrs.frozen
 class RenewLease:
     """Record that *owner* is alive until *lease_until* and runs jobs of the
     names in *handles*."""
@@ -190,6 +199,7 @@ Message = (
     | Fail
     | Release
     | RetryDead
+    | Delete
     | RenewLease
     | RecoverOrphans
     | RemoveOwner

@@ -24,13 +24,14 @@ from trio_util import AsyncValue
 
 from ._clock import WallClock, autojump_paused
 from ._config import JobConfig
-from ._errors import DatabaseError, JobNotDead, JobNotFound, PulseError
+from ._errors import DatabaseError, JobNotDead, JobNotFound, JobRunning, PulseError
 from ._job import config_from_row
 from ._messages import (
     Claim,
     ClaimDue,
     ClaimedJob,
     Complete,
+    Delete,
     Fail,
     Insert,
     Message,
@@ -96,6 +97,7 @@ class FailOutcome:
 
 SINGLE_STATEMENT = (
     ClaimDue,
+    Delete,
     Complete,
     Fail,
     Release,
@@ -351,7 +353,9 @@ class Persistence:
         in-flight count before any reply is sent, so a task woken by a reply
         already sees the actor idle.
         """
-        deadline = trio.current_time() + BUSY_RETRY_LIMIT
+        # Real time, not trio's: the lock is held by another process, which
+        # a MockClock's jumps do not hurry.
+        deadline = time.monotonic() + BUSY_RETRY_LIMIT
         delay = 0.001
         result: _BatchResult | None = None
         failure: sqlite3.Error | None = None
@@ -359,7 +363,7 @@ class Persistence:
             try:
                 result = self._execute(batch)
             except sqlite3.OperationalError as exc:
-                if not is_busy(exc) or trio.current_time() > deadline:
+                if not is_busy(exc) or time.monotonic() > deadline:
                     failure = exc
                 else:
                     await trio.sleep(delay)
@@ -591,6 +595,8 @@ class Persistence:
             case RetryDead(job_id=job_id):
                 self._want_claim()
                 return self._retry_dead(job_id, now)
+            case Delete(job_id=job_id):
+                return self._delete(job_id)
             case RenewLease(owner=owner, lease_until=lease_until, handles=handles):
                 self.store.upsert_owner(
                     {
@@ -653,6 +659,14 @@ class Persistence:
         if not self.store.retry_dead(job_id, now):
             raise JobNotDead(job_id, row["status"])
         return job_id, row["name"]
+
+    def _delete(self, job_id: str) -> tuple[str, str]:
+        row = self.store.get(job_id)
+        if row is None:
+            raise JobNotFound(job_id)
+        if not self.store.delete(job_id):
+            raise JobRunning(job_id)
+        return row["name"], row["status"]
 
     def _recover(self, own_id: str, now: int) -> list[tuple[ClaimedJob, FailOutcome]]:
         """Put back the running jobs of dead owners.

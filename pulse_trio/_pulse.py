@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import enum
+import json
 import logging
 import math
 import os
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from datetime import datetime, timedelta
@@ -47,6 +49,7 @@ from ._job import (
     job_from_row,
 )
 from ._messages import (
+    Delete,
     Insert,
     Purge,
     RecoverOrphans,
@@ -56,11 +59,11 @@ from ._messages import (
     RetryAllDead,
     RetryDead,
 )
-from ._owner import Owner
+from ._owner import Owner, owner_is_dead
 from ._persistence import Persistence
 from ._report import Reporter
 from ._scheduler import Dispatcher, Scheduler
-from ._stats import PulseStatistics, QueueSummary
+from ._stats import PulseStatistics, QueueInfo, QueueSummary
 from ._store import Store, StoreBusy, Synchronous
 from ._worker import Worker, WorkerPool, leaf_exceptions
 
@@ -315,17 +318,23 @@ class Pulse:
 
     # -- enqueueing ------------------------------------------------------
 
-    async def enqueue(self, name: str, payload: Any = None) -> str:
+    async def enqueue(
+        self, name: str, payload: Any = None, *, config: JobConfig | None = None
+    ) -> str:
         """Store a job that is due now, and return its id.
 
         Returns once the job is committed to the database.
+
+        Args:
+            config: The job's priority, retries and timeout; the defaults of
+                :class:`JobConfig` if not given.
 
         Raises:
             InvalidJobName: *name* is empty or not a string.
             InvalidPayload: *payload* cannot be encoded as JSON or is too big.
             QueueClosed: The queue is shutting down or shut down.
         """
-        return await self.enqueue_with_config(name, payload)
+        return await self.enqueue_with_config(name, payload, config)
 
     async def enqueue_with_config(
         self, name: str, payload: Any = None, config: JobConfig | None = None
@@ -453,6 +462,21 @@ class Pulse:
         await self._persistence.submit(RetryDead(job_id=job_id, reply=reply))
         await reply.wait()
 
+    async def delete(self, job_id: str) -> None:
+        """Delete the job *job_id*, whatever its status but running.
+
+        A pending, scheduled or retrying job is then never run, and a
+        completed or dead one leaves the database.
+
+        Raises:
+            JobNotFound: No such job.
+            JobRunning: The job is running; delete it once the run ends.
+        """
+        self._check_usable()
+        reply: Reply[tuple[str, str]] = Reply()
+        await self._persistence.submit(Delete(job_id=job_id, reply=reply))
+        await reply.wait()
+
     async def retry_all_dead(self, name: str | None = None) -> int:
         """Make every dead job pending now, or only those named *name*.
 
@@ -503,14 +527,24 @@ class Pulse:
         )
         return [job_from_row(row, now) for row in rows]
 
-    async def purge(self, status: JobStatus, older_than: timedelta | float = 0) -> int:
+    async def purge(
+        self,
+        status: JobStatus,
+        older_than: timedelta | float,
+        *,
+        dry_run: bool = False,
+    ) -> int:
         """Delete completed or dead jobs that finished over *older_than* ago.
 
         Deletes in chunks, one transaction each, so a large purge neither
         holds the write lock nor blocks the event loop for long.
 
+        Args:
+            dry_run: Delete nothing, and count the jobs that would be
+                deleted.
+
         Returns:
-            How many jobs were deleted.
+            How many jobs were deleted, or would be.
 
         Raises:
             ValueError: *status* is not COMPLETED or DEAD.
@@ -522,7 +556,10 @@ class Pulse:
                 "pass JobStatus.COMPLETED or JobStatus.DEAD"
             )
         age = to_microseconds(to_duration(older_than, name="older_than"))
-        return await self._purge(status.value, self._clock.now_us() - age)
+        before = self._clock.now_us() - age
+        if dry_run:
+            return self._store.count_finished_before(status.value, before)
+        return await self._purge(status.value, before)
 
     async def _purge(self, status: str, before: int) -> int:
         deleted = 0
@@ -542,8 +579,17 @@ class Pulse:
 
         Raises:
             JobNotFound: No such job.
+            PulseError: Nothing can finish the job: it is the job of the
+                calling handler, or the queue is in memory and not running
+                (an inline queue runs jobs only inside enqueue() and drain()).
         """
         self._check_usable()
+        running = current_job_or_none()
+        if running is not None and running.id == job_id:
+            raise PulseError(
+                f"wait() was called for job {job_id} ({running.name}) from its "
+                "own handler; it would wait for itself forever"
+            )
         changes = self._reporter.changes
         # Another process or queue may finish the job, so a file database is
         # also checked now and then (each virtual second under a MockClock,
@@ -559,8 +605,24 @@ class Pulse:
                 # not yet synced; the job is returned once it is.
                 await self._persistence.wait_synced()
                 return job
+            self._check_can_finish(job)
             with trio.move_on_after(poll):
                 await changes.wait_value(partial(ne, generation))
+
+    def _check_can_finish(self, job: Job) -> None:
+        """Raise PulseError if no queue can ever finish *job*."""
+        if self._store.has_wal:
+            return  # another process may run it
+        if self._inline is not None:
+            reason = (
+                "an inline queue runs jobs only inside enqueue() and drain(); "
+                "register its handler and call drain()"
+            )
+        elif self._state is _State.STOPPED:
+            reason = "the in-memory queue has stopped; no other queue can run it"
+        else:
+            return
+        raise PulseError(f"job {job.id} ({job.name}) is {job.status.value}: {reason}")
 
     async def drain(self, *, include_scheduled: bool = False) -> None:
         """Wait until no job is due or running, then return.
@@ -573,8 +635,16 @@ class Pulse:
         calling task instead.
 
         Raises:
-            PulseError: The queue is not running.
+            PulseError: The queue is not running, or drain() was called from
+                a handler of this queue, whose own run would never end.
         """
+        job = current_job_or_none()
+        if job is not None and self._inline is None:
+            raise PulseError(
+                f"drain() was called from the handler of job {job.id} "
+                f"({job.name}); it would wait for that run to end, forever. "
+                "Call it from outside the queue's handlers"
+            )
         if self._inline is not None:
             await self._inline.drain(include_scheduled)
             return
@@ -582,8 +652,9 @@ class Pulse:
         while True:
             if self._state is not _State.RUNNING or self._pool is None:
                 raise PulseError(
-                    "drain() needs a running queue; start it with "
-                    "nursery.start(pulse.run) or 'async with pulse:' first"
+                    f"drain() needs a running queue, and this one is "
+                    f"{self._state.value}; start it with nursery.start(pulse.run) "
+                    "or 'async with pulse:' first"
                 )
             generation = changes.value
             if self._is_drained(include_scheduled):
@@ -653,7 +724,10 @@ class Pulse:
         per_priority = self._store.count_waiting_by_priority()
         oldest = self._store.oldest_due(now)
         minute, hour = now - 60_000_000, now - 3_600_000_000
+        due_by_name = self._store.count_due_by_name(now)
         return QueueSummary(
+            due_by_name=dict(sorted(due_by_name.items(), key=lambda item: -item[1])),
+            queues=self._queues(now),
             by_status=by_status,
             waiting_by_priority={p: per_priority.get(int(p), 0) for p in JobPriority},
             oldest_due_at=None if oldest is None else from_microseconds(oldest),
@@ -661,6 +735,22 @@ class Pulse:
             completed_last_hour=self._store.count_completed_since(hour),
             failed_last_minute=self._store.count_failed_since(minute),
             failed_last_hour=self._store.count_failed_since(hour),
+        )
+
+    def _queues(self, now: int) -> tuple[QueueInfo, ...]:
+        running = self._store.count_running_by_owner()
+        return tuple(
+            QueueInfo(
+                id=row["id"],
+                host=row["host"],
+                pid=row["pid"],
+                started_at=from_microseconds(row["started_at"]),
+                lease_until=from_microseconds(row["lease_until"]),
+                alive=not owner_is_dead(row, now),
+                handles=frozenset(json.loads(row["handles"] or "[]")),
+                running=running.get(row["id"], 0),
+            )
+            for row in self._store.owners()
         )
 
     # -- running ---------------------------------------------------------
@@ -691,12 +781,12 @@ class Pulse:
         try:
             await self._run_actors(owner, task_status)
         except BaseExceptionGroup as group:
-            # KeyboardInterrupt or SystemExit from a handler reaches here
-            # wrapped by the nurseries; callers expect the bare exception.
-            control = _control_exception(group)
-            if control is None:
+            # KeyboardInterrupt or SystemExit from a handler, or an error of
+            # the queue itself, reaches here wrapped by the nurseries.
+            bare = _bare_exception(group)
+            if bare is None:
                 raise
-            raise control from None
+            raise bare from None
         finally:
             owner.mark_stopped()
             self._state = _State.STOPPED
@@ -874,7 +964,15 @@ class Pulse:
     async def __aenter__(self) -> Pulse:
         """Run the queue in the background for the ``async with`` block."""
         self._context = self._running()
-        return await self._context.__aenter__()
+        try:
+            return await self._context.__aenter__()
+        except BaseExceptionGroup as group:
+            # A queue that cannot start raises inside the nursery of
+            # _running(); the caller gets the error bare, as from run().
+            bare = _bare_exception(group)
+            if bare is None:
+                raise
+            raise bare from None
 
     async def __aexit__(
         self,
@@ -888,12 +986,12 @@ class Pulse:
         try:
             return await context.__aexit__(exc_type, exc, tb)
         except BaseExceptionGroup as group:
-            # The nursery of _running() wraps what run() raised; unwrap a
-            # KeyboardInterrupt or SystemExit as run() itself does.
-            control = _control_exception(group)
-            if control is None:
+            # The nursery of _running() wraps what run() raised; unwrap it
+            # as run() itself does.
+            bare = _bare_exception(group)
+            if bare is None:
                 raise
-            raise control from None
+            raise bare from None
 
     # -- lease -----------------------------------------------------------
 
@@ -967,13 +1065,14 @@ async def _open_file_store(
     Each try blocks the event loop for at most the connection's short busy
     timeout, so a long lock held by another process costs only sleeps.
     """
-    deadline = trio.current_time() + OPEN_BUSY_LIMIT
+    # Real time, as for the retries of a batch: see Persistence._commit.
+    deadline = time.monotonic() + OPEN_BUSY_LIMIT
     delay = 0.001
     while True:
         try:
             return Store.open_file(path, synchronous, create=create)
         except StoreBusy as exc:
-            if trio.current_time() >= deadline:
+            if time.monotonic() >= deadline:
                 raise DatabaseError(
                     f"cannot open database {os.fspath(path)!r}: another "
                     f"connection kept it locked for {OPEN_BUSY_LIMIT:g} s ({exc}); "
@@ -983,17 +1082,22 @@ async def _open_file_store(
             delay = min(delay * 2, 0.05)
 
 
-def _control_exception(group: BaseExceptionGroup) -> BaseException | None:
-    """Return the KeyboardInterrupt or SystemExit in *group*, if it
-    contains nothing else but cancellations."""
-    controls = [
-        leaf
-        for leaf in leaf_exceptions(group)
-        if isinstance(leaf, (KeyboardInterrupt, SystemExit))
+def _bare_exception(group: BaseExceptionGroup) -> BaseException | None:
+    """Return the exception that *group* carries for the caller, if any.
+
+    The nurseries of the queue wrap what its tasks raise. A group that holds
+    only cancellations besides a ``KeyboardInterrupt`` or ``SystemExit``, or
+    besides one error of pulse-trio's own (a database that failed, a queue
+    that cannot run), stands for that one exception, which the caller
+    expects bare.
+    """
+    leaves = [
+        leaf for leaf in leaf_exceptions(group) if not isinstance(leaf, trio.Cancelled)
     ]
-    others = [
-        leaf
-        for leaf in leaf_exceptions(group)
-        if not isinstance(leaf, (KeyboardInterrupt, SystemExit, trio.Cancelled))
-    ]
-    return controls[0] if controls and not others else None
+    if leaves and all(
+        isinstance(leaf, (KeyboardInterrupt, SystemExit)) for leaf in leaves
+    ):
+        return leaves[0]
+    if len(leaves) == 1 and isinstance(leaves[0], PulseError):
+        return leaves[0]
+    return None

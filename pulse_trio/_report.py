@@ -20,6 +20,7 @@ from ._job import from_microseconds
 from ._messages import (
     ClaimedJob,
     Complete,
+    Delete,
     Fail,
     Insert,
     Message,
@@ -78,6 +79,8 @@ class Reporter:
                 self._cancelled(job)
             case RetryDead():
                 self._retried([result])
+            case Delete(job_id=job_id):
+                self._deleted(job_id, *result)
             case RetryAllDead():
                 self._retried(result)
             case RecoverOrphans():
@@ -142,7 +145,7 @@ class Reporter:
     def _failed(self, message: Fail, outcome: Any) -> None:
         job = message.job
         if outcome is None:
-            self._stale(job, "failure")
+            self._stale(job, "failure", message.error)
             return
         self.failed += 1
         exc = message.exception
@@ -202,6 +205,16 @@ class Reporter:
             )
             self._emit(EventKind.RETRIED, job_id, name, 0)
 
+    def _deleted(self, job_id: str, name: str, status: str) -> None:
+        logger.info(
+            "job %s (%s): deleted while %s",
+            job_id,
+            name,
+            status,
+            extra=_extra(job_id, name),
+        )
+        self._emit(EventKind.DELETED, job_id, name, 0)
+
     def _recovered(self, recovered: list[tuple[ClaimedJob, Any]]) -> None:
         # The lost run counts as a failed attempt.
         self.failed += len(recovered)
@@ -225,13 +238,14 @@ class Reporter:
                 next_run_at=None if dead else from_microseconds(outcome.run_at),
             )
 
-    def _stale(self, job: ClaimedJob, what: str) -> None:
+    def _stale(self, job: ClaimedJob, what: str, error: str = "") -> None:
         logger.warning(
             "job %s (%s): %s of attempt %d not recorded because this run no "
-            "longer owns the job (its lease expired and another run took it)",
+            "longer owns the job (its lease expired and another run took it)%s",
             job.id,
             job.name,
             what,
             job.attempt,
+            f"; the run failed with {error}" if error else "",
             extra=_extra(job.id, job.name),
         )

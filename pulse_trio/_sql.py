@@ -168,6 +168,8 @@ WHERE id = :id AND status = 'dead'
 
 SELECT_JOB = "SELECT * FROM pulse_jobs WHERE id = :id"
 
+DELETE_JOB = "DELETE FROM pulse_jobs WHERE id = :id AND status != 'running'"
+
 SELECT_DEAD = """
 SELECT * FROM pulse_jobs WHERE status = 'dead'
 ORDER BY finished_at, seq
@@ -219,6 +221,25 @@ WHERE lease_until < :now AND id NOT IN (
 """
 
 # -- statistics and listings ---------------------------------------------
+
+SELECT_OWNERS = "SELECT * FROM pulse_owners ORDER BY started_at, id"
+
+COUNT_RUNNING_BY_OWNER = """
+SELECT owner, count(*) AS jobs FROM pulse_jobs WHERE status = 'running'
+GROUP BY owner
+"""
+
+# Due jobs by name: pending ones through the ready index, whose first
+# column is the name, and future ones whose time has come.
+COUNT_READY_BY_NAME = """
+SELECT name, count(*) AS jobs FROM pulse_jobs WHERE status = 'pending'
+GROUP BY name
+"""
+
+COUNT_COME_DUE_BY_NAME = f"""
+SELECT name, count(*) AS jobs FROM pulse_jobs WHERE {FUTURE} AND run_at <= :now
+GROUP BY name
+"""
 
 COUNT_READY = "SELECT count(*) FROM pulse_jobs WHERE status = 'pending'"
 
@@ -276,6 +297,12 @@ ORDER BY seq DESC LIMIT :limit
 # so a large one never holds the write lock or the event loop for long.
 # The literal status list lets SQLite use the partial index of finished
 # jobs, which a bound parameter alone does not match.
+COUNT_FINISHED_BEFORE = """
+SELECT count(*) FROM pulse_jobs
+WHERE status IN ('completed', 'dead') AND status = :status
+  AND finished_at < :before
+"""
+
 PURGE_FINISHED = """
 DELETE FROM pulse_jobs WHERE seq IN (
     SELECT seq FROM pulse_jobs

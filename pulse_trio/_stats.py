@@ -41,6 +41,31 @@ class PulseStatistics:
 
 
 @attrs.frozen
+class QueueInfo:
+    """A queue that runs, or ran, on the database: one call of
+    :meth:`Pulse.run`, in some process."""
+
+    id: str
+    """Random id of the run, as stored in the ``owner`` of its jobs."""
+    host: str
+    """Host name of the machine."""
+    pid: int
+    """Process id, on that host."""
+    started_at: datetime
+    """When the queue started (UTC)."""
+    lease_until: datetime
+    """When its claim on its running jobs ends unless it renews it (UTC)."""
+    alive: bool
+    """Whether it still runs. On this host, the process decides; for
+    another host or PID namespace, the lease."""
+    handles: frozenset[str]
+    """Names of the jobs it has handlers for."""
+    running: int
+    """Jobs it runs now; those of a queue that is not alive are recovered
+    at the next check of a running queue."""
+
+
+@attrs.frozen
 class QueueSummary:
     """Counts over the whole database, returned by :meth:`Pulse.summary`."""
 
@@ -58,3 +83,17 @@ class QueueSummary:
     """Jobs whose latest failed run ended in the last 60 seconds."""
     failed_last_hour: int
     """Jobs whose latest failed run ended in the last hour."""
+    due_by_name: dict[str, int] = attrs.field(factory=dict)
+    """Due jobs per name, the name with the most jobs first."""
+    queues: tuple[QueueInfo, ...] = ()
+    """The queues recorded in the database, alive or not, oldest first. An
+    in-memory queue records none."""
+
+    def unhandled_names(self) -> list[str]:
+        """Return the names of due jobs that no live queue handles.
+
+        Such jobs wait until a process with a handler for their name runs;
+        they are not slow workers.
+        """
+        handled = set().union(*(queue.handles for queue in self.queues if queue.alive))
+        return [name for name in self.due_by_name if name not in handled]

@@ -520,6 +520,10 @@ class Store:
         """Put a claimed job back to pending and take back its attempt."""
         return self.conn.execute(_sql.RELEASE, guard).rowcount == 1
 
+    def delete(self, job_id: str) -> bool:
+        """Delete the job *job_id* if it is not running."""
+        return self.conn.execute(_sql.DELETE_JOB, {"id": job_id}).rowcount == 1
+
     def retry_dead(self, job_id: str, now: int) -> bool:
         params = {"id": job_id, "now": now}
         return self.conn.execute(_sql.RETRY_DEAD, params).rowcount == 1
@@ -558,6 +562,31 @@ class Store:
     def count_waiting_by_priority(self) -> dict[int, int]:
         cursor = self.conn.execute(_sql.COUNT_WAITING_BY_PRIORITY)
         return {row["priority"]: row["jobs"] for row in cursor}
+
+    @_reads
+    def count_finished_before(self, status: str, before: int) -> int:
+        params = {"status": status, "before": before}
+        value: int = self.conn.execute(_sql.COUNT_FINISHED_BEFORE, params).fetchone()[0]
+        return value
+
+    @_reads
+    def owners(self) -> list[Row]:
+        return self.conn.execute(_sql.SELECT_OWNERS).fetchall()
+
+    @_reads
+    def count_running_by_owner(self) -> dict[str | None, int]:
+        cursor = self.conn.execute(_sql.COUNT_RUNNING_BY_OWNER)
+        return {row["owner"]: row["jobs"] for row in cursor}
+
+    @_reads
+    def count_due_by_name(self, now: int) -> dict[str, int]:
+        counts = {
+            row["name"]: row["jobs"]
+            for row in self.conn.execute(_sql.COUNT_READY_BY_NAME)
+        }
+        for row in self.conn.execute(_sql.COUNT_COME_DUE_BY_NAME, {"now": now}):
+            counts[row["name"]] = counts.get(row["name"], 0) + row["jobs"]
+        return counts
 
     @_reads
     def count_running(self) -> int:

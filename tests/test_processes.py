@@ -360,6 +360,37 @@ async def test_stale_owner_cannot_overwrite_newer_state(tmp_path: Path) -> None:
     pulse.close()
 
 
+async def test_summary_lists_queues_and_unhandled_names(tmp_path: Path) -> None:
+    pulse = await Pulse.new(tmp_path / "queue.db", workers=2)
+    remote = _remote_owner()
+    now = pulse._clock.now_us()
+    job_id = await pulse.enqueue("work", {"ms": 0})
+    await _set_lease(pulse, remote, now - 1)
+    await _claim(pulse, remote)
+    await pulse.enqueue_many("nobody", range(3))
+    pulse.handle("other", _noop)
+
+    # Before this queue runs, only the remote one is recorded: its lease
+    # has expired, so it is dead, with its job still running.
+    [lost] = (await pulse.summary()).queues
+    assert not lost.alive
+    assert lost.host == "elsewhere.invalid"
+    assert lost.running == 1
+    async with pulse:
+        # Starting, this queue recovered that job and removed the record.
+        summary = await pulse.summary()
+
+    [local] = summary.queues
+    assert local.alive
+    assert local.pid == os.getpid()
+    assert local.handles == frozenset({"other"})
+    assert local.running == 0
+    assert (await pulse.status(job_id)).status is JobStatus.PENDING
+    assert summary.due_by_name == {"nobody": 3, "work": 1}
+    assert summary.unhandled_names() == ["nobody", "work"]
+    pulse.close()
+
+
 async def test_lease_bounds_recovery_of_remote_owner(tmp_path: Path) -> None:
     lease = 3.0
     db = tmp_path / "queue.db"

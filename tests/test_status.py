@@ -14,6 +14,7 @@ from pulse_trio import (
     JobNotDead,
     JobNotFound,
     JobPriority,
+    JobRunning,
     JobStatus,
     Pulse,
     PulseError,
@@ -306,6 +307,90 @@ class TestRetryAllDead:
         assert retried == 1
         assert (await pulse.status(fails)).status is JobStatus.PENDING
         assert (await pulse.status(other)).status is JobStatus.DEAD
+
+
+class TestDelete:
+    @pytest.mark.parametrize("state", ["pending", "scheduled", "dead", "completed"])
+    async def test_deletes_job_at_rest(self, open_queue: OpenQueue, state: str) -> None:
+        pulse = await open_queue()
+        pulse.handle("fails", always_fail)
+        pulse.handle("noop", lambda payload: None)
+        kept = await pulse.enqueue("unhandled", "kept")
+        if state == "pending":
+            job_id = await pulse.enqueue("unhandled")
+        elif state == "scheduled":
+            job_id = await pulse.schedule("noop", None, delay=3600)
+        else:
+            name = "fails" if state == "dead" else "noop"
+            job_id = await pulse.enqueue(name, config=JobConfig.no_retry())
+            async with pulse:
+                await pulse.wait(job_id)
+
+        await pulse.delete(job_id)
+
+        with pytest.raises(JobNotFound):
+            await pulse.status(job_id)
+        assert (await pulse.status(kept)).payload == "kept"
+
+    async def test_deleted_job_never_runs(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        runs: list[object] = []
+        pulse.handle("record", runs.append)
+        doomed = await pulse.schedule("record", "doomed", delay=60)
+        other = await pulse.schedule("record", "other", delay=60)
+
+        await pulse.delete(doomed)
+        async with pulse:
+            await pulse.wait(other)
+
+        assert runs == ["other"]
+
+    async def test_running_job_cannot_be_deleted(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        started = trio.Event()
+
+        async def hang(_: Any) -> None:
+            started.set()
+            await trio.sleep_forever()
+
+        pulse.handle("hang", hang)
+        job_id = await pulse.enqueue("hang")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pulse.run)
+            await started.wait()
+            with pytest.raises(JobRunning, match=r"is running and cannot be deleted"):
+                await pulse.delete(job_id)
+            await pulse.shutdown_now()
+
+        assert (await pulse.status(job_id)).status is JobStatus.PENDING
+
+    async def test_unknown_id_raises(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+
+        with pytest.raises(JobNotFound, match=r"no job with id 'nope'"):
+            await pulse.delete("nope")
+
+
+class TestPurge:
+    async def test_dry_run_counts_without_deleting(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        pulse.handle("noop", lambda payload: None)
+        ids = await pulse.enqueue_many("noop", range(3))
+        async with pulse:
+            await wait_finished(pulse, ids)
+            await trio.sleep(3600)
+            recent = await pulse.enqueue("noop")
+            await pulse.wait(recent)
+
+        counted = await pulse.purge(JobStatus.COMPLETED, 1800, dry_run=True)
+        assert counted == 3
+        assert len(await pulse.list_jobs(JobStatus.COMPLETED)) == 4
+
+        deleted = await pulse.purge(JobStatus.COMPLETED, 1800)
+        assert deleted == 3
+        assert [job.id for job in await pulse.list_jobs(JobStatus.COMPLETED)] == [
+            recent
+        ]
 
 
 class TestAfterShutdownAndClose:

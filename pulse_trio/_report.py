@@ -92,13 +92,16 @@ class Reporter:
 
     def started(self, job: ClaimedJob) -> None:
         """Report that a worker started a run of *job*."""
-        logger.debug(
-            "job %s (%s): attempt %d started",
-            job.id,
-            job.name,
-            job.attempt,
-            extra=_extra(job.id, job.name),
-        )
+        # Checked first, because building the record's extra fields costs
+        # more than the check, on every run.
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "job %s (%s): attempt %d started",
+                job.id,
+                job.name,
+                job.attempt,
+                extra=_extra(job.id, job.name),
+            )
         self._emit(EventKind.STARTED, job.id, job.name, job.attempt)
 
     def _now(self) -> datetime:
@@ -126,14 +129,15 @@ class Reporter:
             self._stale(job, "completion")
             return
         self.completed += 1
-        logger.info(
-            "job %s (%s): completed in %.3f s on attempt %d",
-            job.id,
-            job.name,
-            message.duration,
-            job.attempt,
-            extra=_extra(job.id, job.name),
-        )
+        if logger.isEnabledFor(logging.INFO):
+            logger.info(
+                "job %s (%s): completed in %.3f s on attempt %d",
+                job.id,
+                job.name,
+                message.duration,
+                job.attempt,
+                extra=_extra(job.id, job.name),
+            )
         self._emit(
             EventKind.COMPLETED,
             job.id,

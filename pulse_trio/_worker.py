@@ -122,7 +122,7 @@ class WorkerPool:
     """
 
     changes: AsyncValue[int]
-    """Counter raised whenever a worker becomes idle."""
+    """Counter raised whenever the last busy worker becomes idle."""
     workers: list[Worker] = attrs.field(factory=list)
     idle: collections.deque[Worker] = attrs.field(factory=collections.deque)
 
@@ -132,7 +132,8 @@ class WorkerPool:
 
     def mark_idle(self, worker: Worker) -> None:
         self.idle.append(worker)
-        self.changes.value += 1
+        if len(self.idle) == len(self.workers):
+            self.changes.value += 1  # drain() waits for this
 
     def take_idle(self) -> Worker:
         """Remove and return the worker that has been idle longest."""
@@ -229,11 +230,23 @@ class Worker:
             self._unstarted.append(job)
 
     async def run(self) -> None:
-        """Run jobs until the inbox is closed, or until cancelled."""
+        """Run jobs until the inbox is closed, or until cancelled.
+
+        One cancel scope serves many runs: its deadline is each run's time
+        limit. Entering and leaving a scope per run cost more than any
+        other step of a run of a no-op handler. A scope whose deadline has
+        passed stays cancelled, so a new one follows it.
+        """
         try:
-            while (job := await self._inbox.get()) is not None:
-                await self._run_job(job)
-                self.pool.mark_idle(self)
+            while True:
+                with trio.CancelScope() as scope:
+                    while (job := await self._inbox.get()) is not None:
+                        await self._run_job(job, scope)
+                        self.pool.mark_idle(self)
+                        if scope.cancel_called:
+                            break
+                    else:
+                        return
         finally:
             await self._release_unstarted()
 
@@ -247,33 +260,42 @@ class Worker:
 
     # -- one run ---------------------------------------------------------
 
-    async def _run_job(self, job: ClaimedJob) -> None:
+    async def _run_job(self, job: ClaimedJob, scope: trio.CancelScope) -> None:
+        """Run *job* with *scope*'s deadline as its time limit, and submit
+        its result."""
         handler = self.registry.get(job.name)
         start = trio.current_time()
         token = enter_job(job_context(job, self.clock))
         timeout = job.config.timeout
         limit = None if timeout is None else timeout.total_seconds()
-        # The time limit is this scope's deadline, as in trio.fail_after: the
-        # scope absorbs the Cancelled of its own deadline and sets
-        # cancelled_caught, but lets an outer cancellation (a shutdown) pass.
-        scope = trio.CancelScope(deadline=math.inf if limit is None else start + limit)
+        scope.deadline = math.inf if limit is None else start + limit
         self.reporter.started(job)
         try:
-            payload: Any = json.loads(job.payload)
+            payload = decode_payload(job.payload)
             if handler is None:
                 raise LookupError(f"no handler is registered for job {job.name!r}")
-            with scope:
-                await handler.call(payload)
+            await handler.call(payload)
         except BaseException as exc:
             duration = trio.current_time() - start
+            # Read before any checkpoint: the deadline passed during the run.
+            timed_out = scope.cancel_called
+            scope.deadline = math.inf
+            if timed_out:
+                # Its own deadline cancelled the run, so every Cancelled is
+                # that of the time limit. A shutdown at the same moment is a
+                # Cancelled too; the run did exceed its limit.
+                if _only_cancellations(exc):
+                    self._fail_timeout(job, duration, limit)
+                    return
+                exc = _without_cancellations(exc)
             if must_propagate(exc):
                 await release_job(self.persistence, job)
                 control, dropped = split_control(exc)
                 if dropped is None:
-                    raise
+                    raise exc from exc.__cause__
                 self._log_dropped(job, dropped)
                 raise control from None
-            if _cancelled_from_outside():
+            if not timed_out and _cancelled_from_outside():
                 # A shutdown cancelled the run, and the handler's cleanup
                 # raised an error in place of the Cancelled. The run is put
                 # back like any cancelled one; the worker stops at its next
@@ -281,19 +303,17 @@ class Worker:
                 await release_job(self.persistence, job)
                 self._log_dropped(job, exc)
                 return
-            if scope.cancel_called:
+            if timed_out:
                 # The timeout cancelled the handler, which then raised
                 # something else while it cleaned up.
-                timed_out = timeout_text(job, duration, limit)
-                prefix = f"{timed_out}; while cancelled it raised "
+                text = timeout_text(job, duration, limit)
+                prefix = f"{text}; while cancelled it raised "
                 self._fail(job, duration, exc, prefix)
             else:
                 self._fail(job, duration, exc)
         else:
             duration = trio.current_time() - start
-            if scope.cancelled_caught:
-                self._fail_timeout(job, duration, limit)
-                return
+            scope.deadline = math.inf
             if limit is not None and duration > limit:
                 logger.warning(
                     "job %s (%s): ran %s, past its timeout of %s, and returned "
@@ -346,6 +366,37 @@ class Worker:
         self.persistence.submit_nowait(
             Fail(job=job, duration=duration, error=error, traceback="", exception=None)
         )
+
+
+def _only_cancellations(exc: BaseException) -> bool:
+    """Tell whether *exc* is a Cancelled, or a group of nothing else."""
+    if isinstance(exc, BaseExceptionGroup):
+        return all(_only_cancellations(inner) for inner in exc.exceptions)
+    return isinstance(exc, trio.Cancelled)
+
+
+def _without_cancellations(exc: BaseException) -> BaseException:
+    """Return *exc* without the Cancelled of a run's own deadline."""
+    if isinstance(exc, BaseExceptionGroup):
+        _, rest = exc.split(trio.Cancelled)
+        if rest is not None:
+            return rest
+    return exc
+
+
+_DECODER = json.JSONDecoder()
+
+
+def decode_payload(text: str) -> Any:
+    """Decode a stored payload.
+
+    Payloads are stored as compact JSON, so raw_decode() suffices; it skips
+    the two whitespace scans of json.loads(), which show in every run.
+    """
+    value, end = _DECODER.raw_decode(text)
+    if end != len(text):
+        return json.loads(text)  # raises the error for the extra data
+    return value
 
 
 def _cancelled_from_outside() -> bool:

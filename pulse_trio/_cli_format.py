@@ -12,10 +12,17 @@ from collections.abc import Sequence
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from . import Job, JobStatus, QueueSummary
+from . import Job, JobStatus, QueueInfo, QueueSummary
 
 MAX_ERROR_COLUMN = 60
 """Characters of the last error shown in a row of ``jobs``; more are cut."""
+
+MAX_DUE_NAMES = 10
+"""Maximum of job names that ``stats`` lists, those with the most due jobs.
+``--json`` lists every name."""
+
+UNHANDLED_MARK = "*"
+"""Mark of a name in the ``stats`` table of due jobs that no live queue handles."""
 
 
 # -- values ---------------------------------------------------------------
@@ -129,6 +136,23 @@ def summary_record(
         "failed_last_minute": summary.failed_last_minute,
         "failed_last_hour": summary.failed_last_hour,
         "dead": summary.by_status.get(JobStatus.DEAD, 0),
+        "due_by_name": dict(summary.due_by_name),
+        "unhandled_names": summary.unhandled_names(),
+        "queues": [queue_record(queue) for queue in summary.queues],
+    }
+
+
+def queue_record(queue: QueueInfo) -> dict[str, Any]:
+    """Return the JSON record of one queue recorded in the database."""
+    return {
+        "id": queue.id,
+        "host": queue.host,
+        "pid": queue.pid,
+        "started_at": iso_time(queue.started_at),
+        "lease_until": iso_time(queue.lease_until),
+        "alive": queue.alive,
+        "handles": sorted(queue.handles),
+        "running": queue.running,
     }
 
 
@@ -244,11 +268,82 @@ def render_summary(summary: QueueSummary, database: str, now: datetime) -> str:
             "",
             render_table(["PRIORITY", "WAITING"], priority_rows),
             "",
+            render_due_by_name(summary),
+            "",
             oldest_line,
             f"completed: {summary.completed_last_minute} in the last minute, "
             f"{summary.completed_last_hour} in the last hour",
             f"jobs with a failed run: {summary.failed_last_minute} in the last "
             f"minute, {summary.failed_last_hour} in the last hour",
             f"dead jobs: {dead}",
+            "",
+            render_queues(summary.queues),
         ]
     )
+
+
+def render_due_by_name(summary: QueueSummary) -> str:
+    """Return the table of due jobs per name, the most first, with a mark on
+    the names that no live queue handles."""
+    if not summary.due_by_name:
+        return "due jobs by name: none is due"
+    unhandled = set(summary.unhandled_names())
+    names = list(summary.due_by_name.items())
+    rows = [
+        [f"{name} {UNHANDLED_MARK}" if name in unhandled else name, str(jobs)]
+        for name, jobs in names[:MAX_DUE_NAMES]
+    ]
+    lines = [render_table(["DUE NAME", "JOBS"], rows)]
+    hidden = names[MAX_DUE_NAMES:]
+    if hidden:
+        lines.append(_hidden_names_line(hidden, unhandled))
+    if unhandled:
+        lines.append(
+            f"Jobs of a name that no live queue handles (marked {UNHANDLED_MARK}) "
+            "wait for a process with a handler for that name, not for slow "
+            "workers."
+        )
+    return "\n".join(lines)
+
+
+def _hidden_names_line(hidden: Sequence[tuple[str, int]], unhandled: set[str]) -> str:
+    jobs = sum(count for _, count in hidden)
+    line = (
+        f"({count_of(len(hidden), 'more name')} with {count_of(jobs, 'due job')} "
+        "not shown"
+    )
+    unhandled_hidden = sum(1 for name, _ in hidden if name in unhandled)
+    if unhandled_hidden:
+        line += f", {unhandled_hidden} of them handled by no live queue"
+    return line + ", so pass --json to see every name)"
+
+
+def render_queues(queues: Sequence[QueueInfo]) -> str:
+    """Return the table of the queues recorded in the database."""
+    if not queues:
+        return (
+            "queues: none recorded (a queue records itself while it runs and "
+            "removes its record when it stops)"
+        )
+    rows = [
+        [
+            queue.host,
+            str(queue.pid),
+            human_time(queue.started_at),
+            ", ".join(sorted(queue.handles)) or "-",
+            _queue_state(queue),
+        ]
+        for queue in queues
+    ]
+    headers = ["QUEUE HOST", "PID", "STARTED (UTC)", "HANDLES", "STATE"]
+    return render_table(headers, rows)
+
+
+def _queue_state(queue: QueueInfo) -> str:
+    if queue.alive:
+        return "alive"
+    if not queue.running:
+        return "dead"
+    jobs = count_of(queue.running, "running job")
+    verb = "is" if queue.running == 1 else "are"
+    return f"dead: its {jobs} {verb} recovered by the next running queue"

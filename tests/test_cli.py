@@ -8,6 +8,7 @@ real clock.
 
 from __future__ import annotations
 
+import argparse
 import errno
 import importlib.metadata
 import io
@@ -19,7 +20,8 @@ import sqlite3
 import subprocess
 import sys
 import textwrap
-from collections.abc import Awaitable, Callable, Iterator
+import uuid
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -27,9 +29,21 @@ from typing import Any
 import pytest
 import trio
 
-from pulse_trio import JobConfig, JobPriority, JobStatus, Pulse
-from pulse_trio._cli import MAX_WORKERS, build_parser, main
-from pulse_trio._cli_format import count_of
+from pulse_trio import (
+    JobConfig,
+    JobPriority,
+    JobStatus,
+    Pulse,
+    QueueInfo,
+    QueueSummary,
+)
+from pulse_trio._cli import COMMANDS, main
+from pulse_trio._cli_format import (
+    count_of,
+    render_due_by_name,
+    render_queues,
+)
+from pulse_trio._cli_parser import MAX_WORKERS, build_parser
 from pulse_trio._cli_values import (
     EARLIEST_TIME,
     LATEST_TIME,
@@ -76,6 +90,67 @@ def read_job(path: Path, job_id: str) -> Any:
             pulse.close()
 
     return trio.run(read)
+
+
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+
+QUEUE_STARTED_AT = datetime(2024, 6, 1, 9, 0, tzinfo=UTC)
+"""Start time of the first queue that ``record_queue`` records."""
+
+
+def write_rows(path: Path, statement: str, rows: Sequence[Sequence[Any]]) -> None:
+    """Run *statement* once for each of *rows* on the file, in one transaction."""
+    conn = sqlite3.connect(path)
+    try:
+        with conn:
+            conn.executemany(statement, rows)
+    finally:
+        conn.close()
+
+
+def microseconds(moment: datetime) -> int:
+    return (moment - EPOCH) // timedelta(microseconds=1)
+
+
+def record_queue(
+    path: Path,
+    host: str,
+    *,
+    alive: bool,
+    handles: Sequence[str] = (),
+    running: Sequence[str] = (),
+    started_at: datetime = QUEUE_STARTED_AT,
+) -> None:
+    """Record a queue on another host in the file, as its ``run()`` does, and
+    make the jobs with the ids in *running* its running jobs.
+
+    Only the lease shows whether a queue on another host is alive, so
+    *alive* sets it to end an hour after now or to have ended an hour ago.
+    """
+    queue_id = uuid.uuid4().hex
+    now = datetime.now(UTC)
+    lease_until = now + timedelta(hours=1 if alive else -1)
+    write_rows(
+        path,
+        "INSERT INTO pulse_owners "
+        "(id, host, pid, started_at, lease_until, handles) "
+        "VALUES (?, ?, 4121, ?, ?, ?)",
+        [
+            (
+                queue_id,
+                host,
+                microseconds(started_at),
+                microseconds(lease_until),
+                json.dumps(sorted(handles)),
+            )
+        ],
+    )
+    write_rows(
+        path,
+        "UPDATE pulse_jobs SET status = 'running', owner = ?, started_at = ? "
+        "WHERE id = ?",
+        [(queue_id, microseconds(now), job_id) for job_id in running],
+    )
 
 
 def fail(_: Any) -> None:
@@ -125,6 +200,28 @@ def ids_by_status(capsys: pytest.CaptureFixture[str], path: Path) -> dict[str, s
     return {job["status"]: job["id"] for job in jobs}
 
 
+def has_line(pattern: str, text: str) -> bool:
+    """Tell whether a whole line of *text* matches the regular expression."""
+    return re.search(f"^{pattern}$", text, re.MULTILINE) is not None
+
+
+JOB_RECORD_KEYS = {
+    "id",
+    "name",
+    "status",
+    "priority",
+    "attempts",
+    "max_retries",
+    "payload",
+    "last_error",
+    "created_at",
+    "run_at",
+    "started_at",
+    "finished_at",
+    "config",
+}
+
+
 # -- stats ------------------------------------------------------------------
 
 
@@ -160,6 +257,9 @@ class TestStats:
             "failed_last_minute",
             "failed_last_hour",
             "dead",
+            "due_by_name",
+            "unhandled_names",
+            "queues",
         }
         assert stats["by_status"] == {
             "pending": 1,
@@ -228,6 +328,221 @@ class TestStats:
         assert args.watch == timedelta(seconds=0.1)
 
 
+class TestStatsQueues:
+    def test_text_lists_alive_and_dead(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        pending = ids_by_status(capsys, database)["pending"]
+        record_queue(database, "web-1.invalid", alive=True, handles=["report", "a"])
+        record_queue(
+            database,
+            "web-2.invalid",
+            alive=False,
+            handles=["charge"],
+            running=[pending],
+            started_at=QUEUE_STARTED_AT + timedelta(hours=1),
+        )
+
+        code, out, err = run_cli(capsys, "stats", database)
+
+        assert code == 0, err
+        assert has_line(r"QUEUE HOST\s+PID\s+STARTED \(UTC\)\s+HANDLES\s+STATE", out)
+        assert has_line(
+            r"web-1\.invalid\s+4121\s+2024-06-01 09:00:00\s+a, report\s+alive", out
+        )
+        assert has_line(
+            r"web-2\.invalid\s+4121\s+2024-06-01 10:00:00\s+charge\s+"
+            "dead: its 1 running job is recovered by the next running queue",
+            out,
+        )
+
+    def test_json_records(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        pending = ids_by_status(capsys, database)["pending"]
+        record_queue(
+            database,
+            "web-2.invalid",
+            alive=False,
+            handles=["b", "a"],
+            running=[pending],
+        )
+
+        [queue] = run_json(capsys, "stats", database)["queues"]
+
+        assert set(queue) == {
+            "id",
+            "host",
+            "pid",
+            "started_at",
+            "lease_until",
+            "alive",
+            "handles",
+            "running",
+        }
+        assert queue["host"] == "web-2.invalid"
+        assert queue["pid"] == 4121
+        assert queue["started_at"] == "2024-06-01T09:00:00.000000+00:00"
+        assert datetime.fromisoformat(queue["lease_until"]) < datetime.now(UTC)
+        assert queue["alive"] is False
+        assert queue["handles"] == ["a", "b"]
+        assert queue["running"] == 1
+
+    def test_none_recorded(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        stats = run_json(capsys, "stats", database)
+        code, out, _ = run_cli(capsys, "stats", database)
+
+        assert stats["queues"] == []
+        assert code == 0
+        assert "queues: none recorded" in out
+
+    @pytest.mark.parametrize(
+        ("alive", "running", "state"),
+        [
+            (True, 0, "alive"),
+            (True, 3, "alive"),
+            (False, 0, "dead"),
+            (
+                False,
+                1,
+                "dead: its 1 running job is recovered by the next running queue",
+            ),
+            (
+                False,
+                2,
+                "dead: its 2 running jobs are recovered by the next running queue",
+            ),
+        ],
+    )
+    def test_state_column(self, alive: bool, running: int, state: str) -> None:
+        queue = make_queue(alive=alive, running=running, handles=())
+
+        table = render_queues([queue])
+
+        assert re.split(r"\s{2,}", table.splitlines()[1])[-1] == state
+
+
+class TestStatsDueByName:
+    def test_marks_names_without_live_handler(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        make_database(database, lambda pulse: pulse.enqueue_many("resize", [1, 2]))
+        record_queue(database, "web-1.invalid", alive=True, handles=["report"])
+        record_queue(database, "web-2.invalid", alive=False, handles=["resize"])
+
+        stats = run_json(capsys, "stats", database)
+        code, out, err = run_cli(capsys, "stats", database)
+
+        assert list(stats["due_by_name"].items()) == [("resize", 2), ("report", 1)]
+        assert stats["unhandled_names"] == ["resize"]
+        assert code == 0, err
+        assert has_line(r"DUE NAME\s+JOBS", out)
+        assert has_line(r"resize \*\s+2", out)
+        assert has_line(r"report\s+1", out)
+        assert has_line(re.escape(UNHANDLED_NOTE), out)
+
+    def test_no_note_when_every_name_is_handled(self) -> None:
+        queue = make_queue(handles=("report",))
+
+        text = render_due_by_name(make_summary({"report": 4}, [queue]))
+
+        assert text.splitlines() == ["DUE NAME  JOBS", "report    4"]
+
+    def test_none_due(self, capsys: pytest.CaptureFixture[str], tmp_path: Path) -> None:
+        path = tmp_path / "empty.db"
+        make_database(path, lambda pulse: pulse.summary())
+
+        stats = run_json(capsys, "stats", path)
+        code, out, _ = run_cli(capsys, "stats", path)
+
+        assert stats["due_by_name"] == {}
+        assert stats["unhandled_names"] == []
+        assert code == 0
+        assert "due jobs by name: none is due" in out
+
+    def test_lists_top_names_and_counts_the_rest(self) -> None:
+        counts = {f"job-{rank:02}": 20 - rank for rank in range(13)}
+        queue = make_queue(handles=tuple(counts)[:-1])
+
+        lines = render_due_by_name(make_summary(counts, [queue])).splitlines()
+
+        assert lines[1] == "job-00    20"
+        assert lines[10] == "job-09    11"
+        assert lines[11] == (
+            "(3 more names with 27 due jobs not shown, 1 of them handled by no "
+            "live queue, so pass --json to see every name)"
+        )
+        assert lines[12] == UNHANDLED_NOTE
+        assert len(lines) == 13
+
+
+UNHANDLED_NOTE = (
+    "Jobs of a name that no live queue handles (marked *) wait for a process "
+    "with a handler for that name, not for slow workers."
+)
+
+
+def make_queue(
+    *, handles: Sequence[str], alive: bool = True, running: int = 0
+) -> QueueInfo:
+    return QueueInfo(
+        id="0" * 32,
+        host="web-1.invalid",
+        pid=4121,
+        started_at=QUEUE_STARTED_AT,
+        lease_until=QUEUE_STARTED_AT + timedelta(minutes=1),
+        alive=alive,
+        handles=frozenset(handles),
+        running=running,
+    )
+
+
+def make_summary(due_by_name: dict[str, int], queues: list[QueueInfo]) -> QueueSummary:
+    return QueueSummary(
+        by_status={status: 0 for status in JobStatus},
+        waiting_by_priority={},
+        oldest_due_at=None,
+        completed_last_minute=0,
+        completed_last_hour=0,
+        failed_last_minute=0,
+        failed_last_hour=0,
+        due_by_name=due_by_name,
+        queues=tuple(queues),
+    )
+
+
+class TestStatsWatch:
+    @pytest.mark.parametrize(
+        ("options", "expected"),
+        [
+            (["--json"], '"queues":[{"id":'),
+            (["--json"], '"due_by_name":{"report":1}'),
+            ([], "\nQUEUE HOST "),
+            ([], "\nDUE NAME "),
+        ],
+    )
+    def test_refresh_has_new_sections(
+        self,
+        options: list[str],
+        expected: str,
+        database: Path,
+        capsys: pytest.CaptureFixture[str],
+        monkeypatch: pytest.MonkeyPatch,
+    ) -> None:
+        record_queue(database, "web-1.invalid", alive=True, handles=["report"])
+        # The reader goes away after the text of the first refresh, so the
+        # watch ends as after `| head -1`, before it sleeps.
+        stdout = ClosedPipe(writes=1)
+        monkeypatch.setattr(sys, "stdout", stdout)
+
+        code, _, err = run_cli(capsys, "stats", database, "--watch", *options)
+
+        assert code == 141, err
+        assert expected in stdout.getvalue()
+
+
 # -- errors shared by the database commands -----------------------------------
 
 
@@ -236,6 +551,7 @@ DATABASE_COMMANDS = [
     ["jobs"],
     ["show", "0123"],
     ["retry", "--all-dead"],
+    ["delete", "0123"],
     ["enqueue", "report"],
     ["purge", "--status", "dead", "--older-than", "7d"],
 ]
@@ -308,7 +624,7 @@ class TestDatabaseErrors:
         code, out, _ = run_cli(capsys, "--help")
 
         assert code == 0
-        for command in ("worker", "stats", "jobs", "show", "retry", "enqueue", "purge"):
+        for command in COMMANDS:
             assert command in out
 
     def test_version(self, capsys: pytest.CaptureFixture[str]) -> None:
@@ -319,10 +635,18 @@ class TestDatabaseErrors:
 
 
 class ClosedPipe(io.StringIO):
-    """Standard output whose reader has gone away: every write fails."""
+    """Standard output whose reader goes away after *writes* writes, so
+    every later write fails."""
+
+    def __init__(self, writes: int = 0) -> None:
+        super().__init__()
+        self.writes_left = writes
 
     def write(self, text: str) -> int:
-        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+        if self.writes_left == 0:
+            raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+        self.writes_left -= 1
+        return super().write(text)
 
 
 class TestBrokenPipe:
@@ -335,6 +659,7 @@ class TestBrokenPipe:
             ["stats"],
             ["stats", "--watch", "0.1", "--json"],
             ["retry", "--all-dead"],
+            ["delete", "ID"],
             ["enqueue", "report"],
             ["purge", "--status", "dead", "--older-than", "0s", "--dry-run"],
         ],
@@ -424,21 +749,7 @@ class TestJobs:
     ) -> None:
         jobs = run_json(capsys, "jobs", database, "--status", "dead")
 
-        assert set(jobs[0]) == {
-            "id",
-            "name",
-            "status",
-            "priority",
-            "attempts",
-            "max_retries",
-            "payload",
-            "last_error",
-            "created_at",
-            "run_at",
-            "started_at",
-            "finished_at",
-            "config",
-        }
+        assert set(jobs[0]) == JOB_RECORD_KEYS
         assert jobs[0]["config"] == {
             "priority": "normal",
             "max_retries": 0,
@@ -623,6 +934,93 @@ class TestRetry:
         assert code == 2
         assert "--name needs --all-dead, so add --all-dead or drop --name" in err
         assert read_job(database, dead).status is JobStatus.DEAD
+
+
+# -- delete -------------------------------------------------------------------
+
+
+class TestDelete:
+    def test_deletes_each_id(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ids = ids_by_status(capsys, database)
+        names = {
+            "completed": "receipt",
+            "dead": "charge",
+            "pending": "report",
+            "scheduled": "report",
+        }
+
+        code, out, err = run_cli(capsys, "delete", database, *ids.values())
+
+        assert code == 0, err
+        assert out.splitlines() == [
+            f"deleted job {job_id} ({names[status]})" for status, job_id in ids.items()
+        ]
+        assert run_json(capsys, "jobs", database) == []
+
+    def test_json_lists_records_of_deleted_jobs(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ids = ids_by_status(capsys, database)
+
+        code, out, err = run_cli(
+            capsys, "delete", database, ids["dead"], "feedface", "--json"
+        )
+
+        assert code == 1
+        [record] = json.loads(out)
+        assert set(record) == JOB_RECORD_KEYS
+        assert record["id"] == ids["dead"]
+        assert record["name"] == "charge"
+        assert record["status"] == "dead"
+        assert "no job with id 'feedface'" in err
+
+    @pytest.mark.parametrize(
+        ("target", "message"),
+        [
+            (
+                "feedface",
+                "pulse-trio: error: no job with id 'feedface' in {database!r}",
+            ),
+            (
+                "RUNNING",
+                "job {target!r} (report) is running, so it was not deleted. "
+                "Delete it once its run ends",
+            ),
+        ],
+        ids=["unknown", "running"],
+    )
+    def test_failed_id_leaves_others_deleted(
+        self,
+        target: str,
+        message: str,
+        database: Path,
+        capsys: pytest.CaptureFixture[str],
+    ) -> None:
+        ids = ids_by_status(capsys, database)
+        if target == "RUNNING":
+            target = ids["pending"]
+            record_queue(database, "web-1.invalid", alive=True, running=[target])
+
+        code, out, err = run_cli(capsys, "delete", database, target, ids["dead"])
+
+        assert code == 1
+        assert out == f"deleted job {ids['dead']} (charge)\n"
+        assert message.format(database=str(database), target=target) in err
+        assert "Traceback" not in err
+        left = {job["id"] for job in run_json(capsys, "jobs", database)}
+        assert ids["dead"] not in left
+        assert len(left) == 3
+
+    def test_needs_an_id(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(capsys, "delete", database)
+
+        assert code == 2
+        assert out == ""
+        assert "the following arguments are required: ID" in err
 
 
 # -- enqueue ------------------------------------------------------------------
@@ -883,15 +1281,11 @@ class TestEnqueue:
 
 def backdate_finished(path: Path, job_id: str, by: timedelta) -> None:
     """Move the finish time of a job into the past, directly in the file."""
-    conn = sqlite3.connect(path)
-    try:
-        with conn:
-            conn.execute(
-                "UPDATE pulse_jobs SET finished_at = finished_at - ? WHERE id = ?",
-                (by // timedelta(microseconds=1), job_id),
-            )
-    finally:
-        conn.close()
+    write_rows(
+        path,
+        "UPDATE pulse_jobs SET finished_at = finished_at - ? WHERE id = ?",
+        [(by // timedelta(microseconds=1), job_id)],
+    )
 
 
 class TestPurge:
@@ -1536,13 +1930,26 @@ def load_check_script(folder: Path) -> Any:
 
 @pytest.mark.processes
 class TestMonitoringScript:
-    def test_dead_job_is_critical(self, database: Path, tmp_path: Path) -> None:
+    @pytest.mark.parametrize(
+        ("dead", "expected"),
+        [(1, "CRITICAL: 1 dead job"), (2, "CRITICAL: 2 dead jobs")],
+    )
+    def test_dead_jobs_are_critical(
+        self, dead: int, expected: str, tmp_path: Path
+    ) -> None:
+        path = tmp_path / "dead.db"
+
+        async def setup(pulse: Pulse) -> None:
+            pulse.handle("charge", fail)
+            await pulse.enqueue_many("charge", range(dead), JobConfig.no_retry())
+
+        make_database(path, setup, run_jobs=True)
         check = load_check_script(tmp_path)
 
-        status, message = check(str(database), 300.0)
+        status, message = check(str(path), 300.0)
 
         assert status == 2
-        assert message == "CRITICAL: 1 dead jobs"
+        assert message == expected
 
     def test_healthy_queue_is_ok(self, tmp_path: Path) -> None:
         path = tmp_path / "healthy.db"
@@ -1573,12 +1980,22 @@ class TestMonitoringScript:
         assert message.startswith("UNKNOWN: pulse-trio: error: no database file")
 
 
+def parser_commands(parser: argparse.ArgumentParser) -> dict[str, Any]:
+    """Return the parser of each command of *parser*, by name."""
+    choices = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
+    assert isinstance(choices, dict)
+    return choices
+
+
+def test_every_command_has_an_implementation() -> None:
+    assert set(COMMANDS) == set(parser_commands(build_parser()))
+
+
 def test_reference_lists_every_option() -> None:
     reference = (DOCS / "cli.md").read_text()
     parser = build_parser()
-    commands = parser._subparsers._group_actions[0].choices  # type: ignore[union-attr]
 
-    for name, command in commands.items():
+    for name, command in parser_commands(parser).items():
         assert f"## `{name}`" in reference, name
         for action in command._actions:
             for option in action.option_strings:

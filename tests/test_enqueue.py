@@ -19,6 +19,7 @@ from pulse_trio import (
     Pulse,
     PulseError,
 )
+from pulse_trio._messages import Insert, Reply
 
 from .helpers import count_jobs, read_file_rows, wait_finished
 
@@ -116,6 +117,62 @@ class TestEnqueue:
         job_id = await pulse.enqueue("job")
 
         assert (await pulse.status(job_id)).payload is None
+
+
+class TestGroupCommit:
+    async def test_concurrent_enqueues_share_commits(
+        self, open_queue: OpenQueue
+    ) -> None:
+        pulse = await open_queue()
+        ids: list[str] = []
+
+        async def produce() -> None:
+            for index in range(5):
+                ids.append(await pulse.enqueue("later", index))
+
+        async with pulse:
+            before = pulse._persistence._committed
+            async with trio.open_nursery() as nursery:
+                for _ in range(40):
+                    nursery.start_soon(produce)
+            commits = pulse._persistence._committed - before
+
+        assert len(set(ids)) == 200
+        assert count_jobs(pulse) == 200
+        # Each round of 40 waiting tasks shares one commit.
+        assert commits <= 10
+
+    async def test_failing_request_fails_alone(self, open_queue: OpenQueue) -> None:
+        # Inserts merged into one statement are applied one by one again
+        # when it fails, so the others of the batch are still stored.
+        pulse = await open_queue()
+        good = [
+            ("good-" + str(index), "later", "1", "pending", 1, 3, 0, 0, None, 1, 1)
+            for index in range(3)
+        ]
+        bad = ("bad", None, "1", "pending", 1, 3, 0, 0, None, 1, 1)
+        replies: list[Reply[None]] = []
+
+        async def send(row: tuple[Any, ...]) -> None:
+            reply: Reply[None] = Reply()
+            replies.append(reply)
+            message = Insert(name="later", rows=(row,), due_now=True, reply=reply)
+            await pulse._persistence.submit(message)
+
+        async with pulse:
+            for row in [good[0], bad, good[1], good[2]]:
+                await send(row)
+            outcomes = []
+            for reply in replies:
+                try:
+                    await reply.wait()
+                except Exception as exc:
+                    outcomes.append(type(exc).__name__)
+                else:
+                    outcomes.append("stored")
+
+        assert outcomes == ["stored", "IntegrityError", "stored", "stored"]
+        assert count_jobs(pulse) == 3
 
 
 class TestCommitBeforeReturn:

@@ -7,6 +7,7 @@ persistence actor reports its effects after the commit.
 
 from __future__ import annotations
 
+import collections
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -62,6 +63,75 @@ class Reply(Generic[T]):
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
+
+
+class Mailbox(Generic[T]):
+    """An unbounded queue of messages with one receiving task.
+
+    It does what an unbounded trio memory channel does for the persistence
+    actor, at a fraction of the cost per message: every enqueue and every
+    finished run sends one.
+    """
+
+    __slots__ = ("_closed", "_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: collections.deque[T] = collections.deque()
+        self._closed = False
+        self._waiter: trio.lowlevel.Task | None = None
+
+    def put(self, item: T) -> None:
+        """Add *item* and wake the receiver.
+
+        Raises:
+            trio.ClosedResourceError: The mailbox was closed.
+        """
+        if self._closed:
+            raise trio.ClosedResourceError("the mailbox is closed")
+        self._items.append(item)
+        self._wake()
+
+    def close(self) -> None:
+        """Take no more items; the receiver gets those already here, then
+        :exc:`trio.EndOfChannel`."""
+        self._closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None:
+            trio.lowlevel.reschedule(self._waiter)
+            self._waiter = None
+
+    def get_nowait(self) -> T:
+        """Return the oldest item.
+
+        Raises:
+            trio.WouldBlock: The mailbox is empty.
+            trio.EndOfChannel: The mailbox is empty and closed.
+        """
+        if self._items:
+            return self._items.popleft()
+        if self._closed:
+            raise trio.EndOfChannel
+        raise trio.WouldBlock
+
+    async def get(self) -> T:
+        """Wait for an item and return it.
+
+        Raises:
+            trio.EndOfChannel: The mailbox is empty and closed.
+        """
+        if self._items or self._closed:
+            await trio.lowlevel.checkpoint()
+        else:
+            self._waiter = trio.lowlevel.current_task()
+
+            def abort(_: object) -> trio.lowlevel.Abort:
+                self._waiter = None
+                return trio.lowlevel.Abort.SUCCEEDED
+
+            await trio.lowlevel.wait_task_rescheduled(abort)
+        return self.get_nowait()
 
 
 @attrs.frozen

@@ -34,6 +34,7 @@ from ._messages import (
     Delete,
     Fail,
     Insert,
+    Mailbox,
     Message,
     Purge,
     RecoverOrphans,
@@ -199,8 +200,7 @@ class Persistence:
     clock: WallClock
     reporter: Reporter
     claimer: Claimer | None = attrs.field(default=None, init=False)
-    _send: trio.MemorySendChannel[Message] = attrs.field(init=False)
-    _receive: trio.MemoryReceiveChannel[Message] = attrs.field(init=False)
+    _mailbox: Mailbox[Message] = attrs.field(factory=Mailbox, init=False)
     # Requests taken from the channel but not yet applied, because the
     # batch before them used up its time.
     _backlog: collections.deque[Message] = attrs.field(
@@ -231,9 +231,6 @@ class Persistence:
     _checkpoint_at: int = attrs.field(default=CHECKPOINT_INTERVAL, init=False)
     _checkpoint_needed: trio.Event = attrs.field(factory=trio.Event, init=False)
 
-    def __attrs_post_init__(self) -> None:
-        self._send, self._receive = trio.open_memory_channel(math.inf)
-
     # -- sending ---------------------------------------------------------
 
     async def submit(self, message: Message) -> None:
@@ -249,7 +246,7 @@ class Persistence:
 
     def submit_nowait(self, message: Message) -> None:
         """Queue *message* for the running actor without waiting."""
-        self._send.send_nowait(message)
+        self._mailbox.put(message)
         self._in_flight += 1
 
     def is_idle(self) -> bool:
@@ -273,7 +270,7 @@ class Persistence:
 
     def close(self) -> None:
         """Let the actor finish the queued requests, then return."""
-        self._send.close()
+        self._mailbox.close()
 
     # -- the actor -------------------------------------------------------
 
@@ -331,10 +328,10 @@ class Persistence:
         if self._retry_at == math.inf:
             # No deadline, so no cancel scope: it costs a few microseconds
             # per request.
-            self._backlog.append(await self._receive.receive())
+            self._backlog.append(await self._mailbox.get())
             return
         with trio.move_on_at(self._retry_at):
-            self._backlog.append(await self._receive.receive())
+            self._backlog.append(await self._mailbox.get())
 
     async def _commit_backlog(self) -> None:
         # Tasks that trio wakes together run in one batch of its run queue,
@@ -342,7 +339,7 @@ class Persistence:
         # batch, so by now they have all sent theirs and share this commit.
         while len(self._backlog) < MAX_BATCH:
             try:
-                self._backlog.append(self._receive.receive_nowait())
+                self._backlog.append(self._mailbox.get_nowait())
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
         batch = list(itertools.islice(self._backlog, MAX_BATCH))
@@ -514,9 +511,10 @@ class Persistence:
 
     def _claim_for_workers(self, now: int, result: _BatchResult) -> None:
         assert self.claimer is not None
+        # No savepoint: the claim's statements are each atomic, and the one
+        # before the claim, which makes jobs come due, is harmless alone.
         try:
-            with self.store.savepoint():
-                result.claimed, result.requested = self.claimer.claim(now)
+            result.claimed, result.requested = self.claimer.claim(now)
         except sqlite3.OperationalError:
             raise
         except sqlite3.DatabaseError as exc:

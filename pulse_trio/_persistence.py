@@ -244,6 +244,17 @@ class Persistence:
                 pass  # the actor is finishing; this task writes by itself
         await self._commit([message])
 
+    def try_submit_nowait(self, message: Message) -> bool:
+        """Queue *message* for the running actor, and return whether it was
+        queued; if not, :meth:`submit` applies it."""
+        if not self.running:
+            return False
+        try:
+            self.submit_nowait(message)
+        except trio.ClosedResourceError:
+            return False
+        return True
+
     def submit_nowait(self, message: Message) -> None:
         """Queue *message* for the running actor without waiting."""
         self._mailbox.put(message)

@@ -334,13 +334,13 @@ class Pulse:
             InvalidPayload: *payload* cannot be encoded as JSON or is too big.
             QueueClosed: The queue is shutting down or shut down.
         """
-        return await self.enqueue_with_config(name, payload, config)
+        return (await self._insert(name, (payload,), config, run_at=None))[0]
 
     async def enqueue_with_config(
         self, name: str, payload: Any = None, config: JobConfig | None = None
     ) -> str:
         """Store a job that is due now with its own *config*, and return its id."""
-        return (await self._insert(name, [payload], config, run_at=None))[0]
+        return (await self._insert(name, (payload,), config, run_at=None))[0]
 
     async def enqueue_many(
         self, name: str, payloads: Iterable[Any], config: JobConfig | None = None
@@ -403,10 +403,8 @@ class Pulse:
             chunk = tuple(rows[start : start + INSERT_CHUNK])
             reply: Reply[None] = Reply()
             message = Insert(name=name, rows=chunk, due_now=due_now, reply=reply)
-            try:
+            if not self._persistence.try_submit_nowait(message):
                 await self._persistence.submit(message)
-            except (trio.ClosedResourceError, trio.BrokenResourceError):
-                raise self._closed_error() from None
             await reply.wait()
         if self._inline is not None:
             await self._inline.run_jobs(ids)

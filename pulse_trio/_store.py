@@ -377,8 +377,9 @@ class Store:
         if self.has_wal:
             self.conn.execute(f"PRAGMA wal_autocheckpoint = {int(pages)}")
 
-    def checkpoint(self) -> None:
-        """Copy the WAL file's committed pages into the database file.
+    def checkpoint(self) -> int:
+        """Copy the WAL file's committed pages into the database file, and
+        return how many pages the WAL file had.
 
         It uses a connection of its own, so it can run in a worker thread
         while the event loop goes on using the main connection. A passive
@@ -392,7 +393,10 @@ class Store:
                 isolation_level=None,
                 check_same_thread=False,
             )
-        self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchall()
+        row = self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+        # The row is (busy, pages in the WAL file, pages copied).
+        frames: int = row[1]
+        return frames
 
     def sync(self) -> None:
         """Flush the WAL file to the disk with fsync, blocking until it is done.

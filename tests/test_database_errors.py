@@ -25,6 +25,7 @@ from pulse_trio import (
     JobStatus,
     Pulse,
     SchemaTooNew,
+    _persistence,
 )
 
 from .helpers import read_file_rows, wait_finished
@@ -342,6 +343,30 @@ async def test_normal_mode_never_syncs(
         await pulse.wait(job_id)
 
     assert syncs == []
+    pulse.close()
+
+
+async def test_running_queue_keeps_wal_file_bounded(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Checkpoints run in a thread while the queue runs. A checkpoint that
+    # overlapped commits never let SQLite start the WAL file over, and it
+    # grew by every commit; the actor now pauses its commits for one.
+    monkeypatch.setattr(_persistence, "FIRST_CHECKPOINT", 50)
+    monkeypatch.setattr(_persistence, "CHECKPOINT_FRAMES", 200)
+    path = tmp_path / "queue.db"
+    pulse = await Pulse.new(path)
+    wal = tmp_path / "queue.db-wal"
+    sizes: list[int] = []
+    async with pulse:
+        for index in range(2000):
+            await pulse.enqueue("later", index)
+            if index % 100 == 99:
+                sizes.append(wal.stat().st_size)
+
+    page = 4096 + 24  # a WAL frame: one page and its header
+    assert max(sizes) < 600 * page, sizes
+    assert pulse._persistence._committed >= 2000
     pulse.close()
 
 

@@ -8,6 +8,7 @@ persistence actor reports its effects after the commit.
 from __future__ import annotations
 
 import collections
+from collections.abc import Callable
 from typing import Any, Generic, TypeVar
 
 import attrs
@@ -19,13 +20,41 @@ from ._owner import Owner
 T = TypeVar("T")
 
 
-class Reply(Generic[T]):
-    """The outcome of one request, set once its batch has committed.
+class Waiter:
+    """The one task that waits on an object, and the means to wake it.
 
-    Only the task that sent the request waits for it, so the reply wakes
-    that task directly rather than through a :class:`trio.Event`; a reply
-    is made for every enqueue, and this halves its cost.
+    A reply, the persistence actor's mailbox and a worker's inbox each
+    have one waiting task, so they wake it with trio's low-level
+    reschedule; a :class:`trio.Event` or a memory channel costs several
+    times more per hand-off, and there is one per job.
     """
+
+    __slots__ = ("_task",)
+
+    def __init__(self) -> None:
+        self._task: trio.lowlevel.Task | None = None
+
+    async def wait(self, on_cancel: Callable[[], object] | None = None) -> None:
+        """Sleep until :meth:`wake`; call *on_cancel* if cancelled first."""
+        self._task = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self._task = None
+            if on_cancel is not None:
+                on_cancel()
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def wake(self) -> None:
+        """Wake the waiting task, if one waits."""
+        if self._task is not None:
+            trio.lowlevel.reschedule(self._task)
+            self._task = None
+
+
+class Reply(Generic[T]):
+    """The outcome of one request, set once its batch has committed."""
 
     __slots__ = ("_done", "_error", "_value", "_waiter")
 
@@ -33,33 +62,23 @@ class Reply(Generic[T]):
         self._done = False
         self._value: T | None = None
         self._error: BaseException | None = None
-        self._waiter: trio.lowlevel.Task | None = None
+        self._waiter = Waiter()
 
     def set(self, value: T) -> None:
         self._value = value
-        self._wake()
+        self._done = True
+        self._waiter.wake()
 
     def fail(self, error: BaseException) -> None:
         self._error = error
-        self._wake()
-
-    def _wake(self) -> None:
         self._done = True
-        if self._waiter is not None:
-            trio.lowlevel.reschedule(self._waiter)
-            self._waiter = None
+        self._waiter.wake()
 
     async def wait(self) -> T:
         if self._done:
             await trio.lowlevel.checkpoint()
         else:
-            self._waiter = trio.lowlevel.current_task()
-
-            def abort(_: object) -> trio.lowlevel.Abort:
-                self._waiter = None
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
+            await self._waiter.wait()
         if self._error is not None:
             raise self._error
         return self._value  # type: ignore[return-value]
@@ -78,7 +97,7 @@ class Mailbox(Generic[T]):
     def __init__(self) -> None:
         self._items: collections.deque[T] = collections.deque()
         self._closed = False
-        self._waiter: trio.lowlevel.Task | None = None
+        self._waiter = Waiter()
 
     def put(self, item: T) -> None:
         """Add *item* and wake the receiver.
@@ -89,18 +108,13 @@ class Mailbox(Generic[T]):
         if self._closed:
             raise trio.ClosedResourceError("the mailbox is closed")
         self._items.append(item)
-        self._wake()
+        self._waiter.wake()
 
     def close(self) -> None:
         """Take no more items; the receiver gets those already here, then
         :exc:`trio.EndOfChannel`."""
         self._closed = True
-        self._wake()
-
-    def _wake(self) -> None:
-        if self._waiter is not None:
-            trio.lowlevel.reschedule(self._waiter)
-            self._waiter = None
+        self._waiter.wake()
 
     def get_nowait(self) -> T:
         """Return the oldest item.
@@ -124,13 +138,7 @@ class Mailbox(Generic[T]):
         if self._items or self._closed:
             await trio.lowlevel.checkpoint()
         else:
-            self._waiter = trio.lowlevel.current_task()
-
-            def abort(_: object) -> trio.lowlevel.Abort:
-                self._waiter = None
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
+            await self._waiter.wait()
         return self.get_nowait()
 
 

@@ -17,7 +17,7 @@ from ._clock import WallClock
 from ._context import JobContext, enter_job, leave_job
 from ._handlers import Registry
 from ._job import from_microseconds
-from ._messages import ClaimedJob, Complete, Fail, Release, Reply
+from ._messages import ClaimedJob, Complete, Fail, Release, Reply, Waiter
 from ._persistence import Persistence
 from ._report import Reporter
 
@@ -153,13 +153,11 @@ class Inbox:
     """A worker's slot for its next job.
 
     It has room for one job, because jobs are handed only to idle workers.
-    It wakes the worker directly, which costs a third of a memory channel's
-    hand-off; the hand-off happens once per job.
     """
 
     job: ClaimedJob | None = None
     closed: bool = False
-    _waiter: trio.lowlevel.Task | None = None
+    _waiter: Waiter = attrs.field(factory=Waiter)
 
     def put(self, job: ClaimedJob) -> None:
         """Store *job* and wake the worker.
@@ -171,33 +169,25 @@ class Inbox:
             raise trio.ClosedResourceError("the worker has stopped")
         assert self.job is None, "a job was handed to a busy worker"
         self.job = job
-        if self._waiter is not None:
-            trio.lowlevel.reschedule(self._waiter)
-            self._waiter = None
+        self._waiter.wake()
 
     async def get(self) -> ClaimedJob | None:
         """Wait for a job and return it, or ``None`` once closed and empty."""
         if self.job is None and not self.closed:
-            self._waiter = trio.lowlevel.current_task()
-
-            def abort(_: Any) -> trio.lowlevel.Abort:
-                # Cancelled: the worker stops, so it must not be handed a job.
-                self._waiter = None
-                self.closed = True
-                return trio.lowlevel.Abort.SUCCEEDED
-
-            await trio.lowlevel.wait_task_rescheduled(abort)
+            # Cancelled: the worker stops, so it must not be handed a job.
+            await self._waiter.wait(on_cancel=self._close_on_cancel)
         else:
             await trio.lowlevel.checkpoint()
         job, self.job = self.job, None
         return job
 
+    def _close_on_cancel(self) -> None:
+        self.closed = True
+
     def close(self) -> ClaimedJob | None:
         """Close the inbox, wake the worker, and return a job not yet taken."""
         self.closed = True
-        if self._waiter is not None:
-            trio.lowlevel.reschedule(self._waiter)
-            self._waiter = None
+        self._waiter.wake()
         job, self.job = self.job, None
         return job
 

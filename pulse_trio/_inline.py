@@ -30,6 +30,7 @@ from ._handlers import Handler, Registry
 from ._messages import ClaimedJob, Complete, Fail
 from ._persistence import Persistence, claimed_job
 from ._report import Reporter
+from ._scheduler import PROMOTE_CHUNK
 from ._store import Store
 from ._worker import (
     describe_error,
@@ -106,7 +107,10 @@ class InlineRunner:
         if not names:
             return None
         with self.store.write():
-            rows = self.store.claim(names, 1, self.clock.now_us(), self.owner_id)
+            now = self.clock.now_us()
+            while self.store.promote_due(now, PROMOTE_CHUNK) == PROMOTE_CHUNK:
+                pass
+            rows = self.store.claim(names, 1, now, self.owner_id)
         return claimed_job(rows[0], self.owner_id) if rows else None
 
     # -- runs ------------------------------------------------------------

@@ -20,7 +20,6 @@ from typing import Any, Protocol
 
 import attrs
 import trio
-from trio_util import AsyncValue
 
 from ._clock import WallClock, autojump_paused
 from ._config import JobConfig
@@ -86,10 +85,6 @@ wait for more commits when no task waits for it.
 
 It bounds how late the completion of a run is reported, and lets the
 results of many runs share one sync."""
-
-SQLITE_AUTOCHECKPOINT = 1000
-"""SQLite's default size of the WAL file, in pages, that starts a
-checkpoint at commit; restored when the actor stops."""
 
 RESULT_RETRY_PAUSE = 1.0
 """Seconds between two tries to record job results whose write failed."""
@@ -230,14 +225,23 @@ class Persistence:
     _unsynced: list[Outcome] = attrs.field(factory=list, init=False)
     _syncing: int = attrs.field(default=0, init=False)
     _sync_needed: trio.Event = attrs.field(factory=trio.Event, init=False)
-    # Set when a task waits for a sync: a reply, or wait_synced().
+    # Set when a task waits for a sync: a request with a reply.
     _sync_urgent: trio.Event = attrs.field(factory=trio.Event, init=False)
     _sync_done: bool = attrs.field(default=False, init=False)
-    # Transactions committed, and how many of the first ones are synced.
+    # Transactions committed.
     _committed: int = attrs.field(default=0, init=False)
-    _synced: AsyncValue[int] = attrs.field(factory=lambda: AsyncValue(0), init=False)
     _checkpoint_at: int = attrs.field(factory=lambda: FIRST_CHECKPOINT, init=False)
     _checkpointed_at: int = attrs.field(default=0, init=False)
+    # The queue's own threads, for syncs and checkpoints. They do not share
+    # trio's default limiter with handler threads: 40 blocked handlers
+    # would otherwise hold every reply back, or deadlock handlers that wait
+    # for an enqueue.
+    _threads: trio.CapacityLimiter = attrs.field(
+        factory=lambda: trio.CapacityLimiter(2), init=False
+    )
+    # Held by a caller that writes by itself (no actor runs) for its commit
+    # and, when one is due, the checkpoint after it.
+    _direct: trio.Lock = attrs.field(factory=trio.Lock, init=False)
 
     # -- sending ---------------------------------------------------------
 
@@ -250,7 +254,11 @@ class Persistence:
                 return
             except trio.ClosedResourceError:
                 pass  # the actor is finishing; this task writes by itself
-        await self._commit([message])
+        async with self._direct:
+            outcomes = await self._commit([message], settle=False)
+            if self.store.has_wal and self._committed >= self._checkpoint_at:
+                await self._checkpoint()
+        await self._settle(outcomes)
 
     def try_submit_nowait(self, message: Message) -> bool:
         """Queue *message* for the running actor, and return whether it was
@@ -277,15 +285,6 @@ class Persistence:
             and not self._unsynced
             and not self._syncing
         )
-
-    async def wait_synced(self) -> None:
-        """Wait until every transaction committed so far survives a power
-        loss; under ``synchronous="NORMAL"`` return at once."""
-        if self.store.durable:
-            target = self._committed
-            if self._synced.value < target:
-                self._sync_urgent.set()
-            await self._synced.wait_value(lambda synced: synced >= target)
 
     def close(self) -> None:
         """Let the actor finish the queued requests, then return."""
@@ -314,8 +313,6 @@ class Persistence:
                 async with trio.open_nursery() as nursery:
                     if self.store.durable:
                         nursery.start_soon(self._sync_loop)
-                    if self.store.has_wal:
-                        self.store.set_autocheckpoint(0)
                     await self._serve()
                     self._closing = True
                     await self._retry_unrecorded()
@@ -324,8 +321,6 @@ class Persistence:
                     self._sync_urgent.set()
         finally:
             self.running = False
-            if self.store.has_wal:
-                self.store.set_autocheckpoint(SQLITE_AUTOCHECKPOINT)
 
     async def _serve(self) -> None:
         while True:
@@ -362,7 +357,7 @@ class Persistence:
                 break
         batch = list(itertools.islice(self._backlog, MAX_BATCH))
         applied = await self._commit(batch, counted=True)
-        for _ in range(applied):
+        for _ in applied:
             self._backlog.popleft()
 
     async def _retry_unrecorded(self) -> None:
@@ -371,19 +366,25 @@ class Persistence:
         self._retry_at = math.inf
         while batch:
             applied = await self._commit(batch, retrying=True)
-            del batch[:applied]
+            del batch[: len(applied)]
 
     async def _commit(
-        self, batch: list[Message], *, counted: bool = False, retrying: bool = False
-    ) -> int:
-        """Apply the start of *batch* in one transaction, and return how many
-        requests it applied.
+        self,
+        batch: list[Message],
+        *,
+        counted: bool = False,
+        retrying: bool = False,
+        settle: bool = True,
+    ) -> list[Outcome]:
+        """Apply the start of *batch* in one transaction, and return the
+        outcomes of the requests it applied, in order.
 
         It applies requests until :data:`BATCH_TIME_BUDGET` is used up, and
         at least one. It retries while another process holds the lock. With
         *counted*, the batch came through the channel and leaves the
         in-flight count before any reply is sent, so a task woken by a reply
-        already sees the actor idle.
+        already sees the actor idle. With *settle*, it also replies and
+        reports; else the caller settles the outcomes it returns.
         """
         # Real time, not trio's: the lock is held by another process, which
         # a MockClock's jumps do not hurry.
@@ -406,7 +407,7 @@ class Persistence:
             if counted:
                 self._in_flight -= len(batch)
             self._fail_batch(batch, failure, retrying=retrying)
-            return len(batch)
+            return [(message, None, None) for message in batch]
         assert result is not None
         self._committed += 1
         if counted:
@@ -415,20 +416,22 @@ class Persistence:
             # A claimed job may start before its claim is synced: if the
             # claim is lost to a power failure, the job runs again.
             self.claimer.dispatch(result.claimed, result.requested)
-        await self._settle(result.outcomes)
-        return len(result.outcomes)
+        if settle:
+            await self._settle(result.outcomes)
+        return result.outcomes
 
     async def _settle(self, outcomes: list[Outcome]) -> None:
         """Reply to and report committed requests once they are durable."""
         if not self.store.durable:
             self._deliver(outcomes)
-        elif self.running:
+        elif self.running and not self._sync_done:
             self._unsynced += outcomes
             self._sync_needed.set()
             if any(_has_reply(message) for message, _, _ in outcomes):
                 self._sync_urgent.set()
         else:
-            # No actor runs: the caller itself waits for the sync.
+            # No actor runs, or it is past its last sync (a request sent
+            # while the queue stops): the caller itself waits for the sync.
             await self._sync(outcomes)
 
     def _deliver(self, outcomes: list[Outcome]) -> None:
@@ -443,7 +446,7 @@ class Persistence:
         """Sync the WAL file after commits, and then report their outcomes.
 
         A sync starts at once when a task waits for it (a request with a
-        reply, or :meth:`wait_synced`), else up to :data:`SYNC_DELAY` after
+        reply), else up to :data:`SYNC_DELAY` after
         the first commit it covers, so that the results of many runs share
         one sync. While a sync runs in a thread, the actor goes on
         committing. The loop ends once the actor has stopped and every
@@ -475,7 +478,9 @@ class Persistence:
         self._checkpoint_at = self._committed + FIRST_CHECKPOINT
         try:
             with autojump_paused():
-                frames = await trio.to_thread.run_sync(self.store.checkpoint)
+                frames = await trio.to_thread.run_sync(
+                    self.store.checkpoint, limiter=self._threads
+                )
             if frames > 0:
                 per_commit = frames / max(commits, 1)
                 interval = round(CHECKPOINT_FRAMES / per_commit)
@@ -490,11 +495,39 @@ class Persistence:
 
     async def _sync(self, outcomes: list[Outcome]) -> None:
         count = len(outcomes)
-        committed = self._committed
         self._syncing += count
         try:
+            error = await self.sync_wal()
+        finally:
+            self._syncing -= count
+        if error is not None:
+            outcomes = [
+                (message, value, error if _has_reply(message) else failure)
+                for message, value, failure in outcomes
+            ]
+            for message, _, _ in outcomes:
+                job = getattr(message, "job", None)
+                if job is not None:
+                    logger.error(
+                        "job %s (%s): its %s is committed but may not survive a "
+                        "power loss: %s",
+                        job.id,
+                        job.name,
+                        type(message).__name__.lower(),
+                        error,
+                        extra={"job_id": job.id, "job_name": job.name},
+                    )
+        self._deliver(outcomes)
+
+    async def sync_wal(self) -> DatabaseError | None:
+        """Sync the WAL file in a worker thread, making every commit so far
+        durable, including those of other processes; return the error if
+        the sync failed. Under ``synchronous="NORMAL"`` do nothing."""
+        if not self.store.durable:
+            return None
+        try:
             with autojump_paused():
-                await trio.to_thread.run_sync(self.store.sync)
+                await trio.to_thread.run_sync(self.store.sync, limiter=self._threads)
         except OSError as exc:
             error = DatabaseError(
                 f"syncing the WAL file of {self.store.description!r} failed, so "
@@ -502,14 +535,8 @@ class Persistence:
             )
             error.__cause__ = exc
             logger.error("%s", error, exc_info=error)
-            outcomes = [
-                (message, value, error if _has_reply(message) else failure)
-                for message, value, failure in outcomes
-            ]
-        finally:
-            self._syncing -= count
-        self._synced.value = max(self._synced.value, committed)
-        self._deliver(outcomes)
+            return error
+        return None
 
     def _execute(self, batch: list[Message]) -> _BatchResult:
         now = self.clock.now_us()
@@ -697,6 +724,7 @@ class Persistence:
     def _claim(self, message: Claim, now: int) -> list[ClaimedJob]:
         if not message.names or message.limit <= 0:
             return []
+        self.store.promote_due(now, message.limit)
         rows = self.store.claim(message.names, message.limit, now, message.owner)
         return [claimed_job(row, message.owner) for row in rows]
 

@@ -160,6 +160,7 @@ class Pulse:
         self._crew_scope: trio.CancelScope | None = None
         self._pool: WorkerPool | None = None
         self._dispatcher: Dispatcher | None = None
+        self._shut_down_before_run = False
         self._context: AbstractAsyncContextManager[Pulse] | None = None
         self._inline = (
             InlineRunner(
@@ -600,8 +601,11 @@ class Pulse:
             job = await self.status(job_id)
             if job.status in FINISHED_STATUSES:
                 # Under synchronous="FULL" the row may show a commit that is
-                # not yet synced; the job is returned once it is.
-                await self._persistence.wait_synced()
+                # not yet synced, made here or by another process; syncing
+                # the WAL file makes it durable before the job is returned.
+                error = await self._persistence.sync_wal()
+                if error is not None:
+                    raise error
                 return job
             self._check_can_finish(job)
             with trio.move_on_after(poll):
@@ -769,6 +773,12 @@ class Pulse:
                 "open it with Pulse.in_memory() without inline=True to run workers"
             )
         self._check_usable()
+        if self._shut_down_before_run:
+            # A shutdown, say on a signal, came before this task started.
+            logger.info("queue on %r was shut down before it ran", self.database)
+            self._shut_down_before_run = False
+            task_status.started()
+            return
         if self._state is not _State.IDLE:
             raise PulseError(
                 f"run() can start only once; this queue is {self._state.value}"
@@ -836,6 +846,9 @@ class Pulse:
             self._wakeups,
             watch_other_processes=self._store.description != ":memory:",
         )
+        if self._state is not _State.RUNNING:
+            # A shutdown was requested while run() was starting.
+            dispatcher.close()
         self._persistence.claimer = dispatcher
         try:
             await self._run_crew(owner, pool, scheduler, task_status)
@@ -915,6 +928,7 @@ class Pulse:
     async def _shutdown(self, *, now: bool, grace: float | None) -> None:
         if self._state is _State.IDLE:
             self._state = _State.STOPPED
+            self._shut_down_before_run = True
             self._stopped.set()
             return
         if self._state is _State.RUNNING:

@@ -32,6 +32,13 @@ UNHANDLED_WARNING_INTERVAL = 300.0
 UNHANDLED_COUNT_CAP = 1000
 """Jobs counted at most per name in that warning."""
 
+PROMOTE_CHUNK = 500
+"""Scheduled and retrying jobs made pending at most per claim, once due.
+
+A larger number costs one long statement when many jobs come due at one
+instant; among due jobs that are not yet pending, the earliest go first.
+"""
+
 CLAIM_ERROR_PAUSE = 1.0
 """Seconds without claims after a claim failed."""
 
@@ -41,6 +48,9 @@ DATA_VERSION_POLL = 0.025
 A check is one ``PRAGMA data_version``, a few microseconds, so a job
 enqueued by another process starts within about this time.
 """
+
+MOCK_DATA_VERSION_POLL = 1.0
+"""The same, in virtual seconds, when the run uses a MockClock."""
 
 
 @attrs.define(eq=False)
@@ -62,6 +72,7 @@ class Dispatcher:
     wanted: bool = True
     closed: bool = False
     paused_until: float = -math.inf
+    _more_due: bool = attrs.field(default=False, init=False)
 
     def want(self) -> None:
         self.wanted = True
@@ -84,11 +95,16 @@ class Dispatcher:
             return [], 0
         names = self.registry.names()
         limit = len(self.pool.idle)
+        self._more_due = self.store.promote_due(now, PROMOTE_CHUNK) == PROMOTE_CHUNK
         rows = self.store.claim(names, limit, now, self.owner_id)
         return [claimed_job(row, self.owner_id) for row in rows], limit
 
     def dispatch(self, jobs: list[ClaimedJob], requested: int) -> None:
-        if len(jobs) < requested:
+        if self._more_due:
+            # More jobs came due than one claim makes pending: the next
+            # batch goes on, even if this claim found nothing to run.
+            self.persistence.submit_nowait(ClaimDue())
+        elif len(jobs) < requested:
             self.wanted = False
         for job in jobs:
             worker = self.pool.take_idle()
@@ -172,20 +188,25 @@ class Scheduler:
         if self.dispatcher.paused_until > trio.current_time():
             deadline = min(deadline, self.dispatcher.paused_until)
         self._warn_unhandled(self.registry.names())
-        if not self.watch_other_processes or self.clock.is_mock():
+        if not self.watch_other_processes:
             with trio.move_on_at(deadline):
                 await self.wakeups.wait_value(lambda value: value != generation)
                 return True
             return False
         await trio.lowlevel.checkpoint()
-        return await self._nap_watching(generation, deadline)
+        # Under a MockClock a finer poll would only burn real time: there,
+        # another queue on the file is in the same test.
+        poll = MOCK_DATA_VERSION_POLL if self.clock.is_mock() else DATA_VERSION_POLL
+        return await self._nap_watching(generation, deadline, poll)
 
-    async def _nap_watching(self, generation: int, deadline: float) -> bool:
+    async def _nap_watching(
+        self, generation: int, deadline: float, poll: float
+    ) -> bool:
         """Nap as :meth:`_nap` does, and also wake when another connection
         commits to the database, which ``PRAGMA data_version`` reveals."""
         version = self.store.data_version()
         while trio.current_time() < deadline:
-            poll_at = min(deadline, trio.current_time() + DATA_VERSION_POLL)
+            poll_at = min(deadline, trio.current_time() + poll)
             with trio.move_on_at(poll_at):
                 await self.wakeups.wait_value(lambda value: value != generation)
                 return True

@@ -46,8 +46,13 @@ INSERT INTO pulse_jobs (
 ) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)
 """
 
+# Earliest due first, :limit at a time, so that thousands of jobs coming
+# due at one instant do not make one long statement.
 PROMOTE_DUE = f"""
-UPDATE pulse_jobs SET status = 'pending' WHERE {FUTURE} AND run_at <= :now
+UPDATE pulse_jobs SET status = 'pending' WHERE seq IN (
+    SELECT seq FROM pulse_jobs WHERE {FUTURE} AND run_at <= :now
+    ORDER BY run_at LIMIT :limit
+)
 """
 
 # One branch per handled name, each reading the ready index in run order;

@@ -38,6 +38,17 @@ Row = Mapping[str, Any]
 # loop is never blocked for more than this.
 BUSY_TIMEOUT = 0.005
 
+# The WAL file's size, in pages, from which a checkpoint makes every writer
+# wait until it can start the file over: 64 MiB with 4 KiB pages.
+RESTART_FRAMES = 16_384
+
+# Seconds a restarting checkpoint, in its worker thread, waits for the
+# writers of other processes.
+CHECKPOINT_BUSY_TIMEOUT = 1.0
+
+# Bytes the WAL file is cut back to once it starts over.
+JOURNAL_SIZE_LIMIT = 64 * 1024 * 1024
+
 migrations = Migrations("pulse_trio")
 
 
@@ -277,6 +288,9 @@ class Store:
             # Commits run at NORMAL in both modes; under FULL the WAL file
             # is synced before their outcomes are reported (see sync()).
             store._configure(journal_mode="WAL", synchronous="NORMAL")
+            # Checkpoints run in a worker thread instead (see checkpoint()).
+            store.set_autocheckpoint(0)
+            conn.execute(f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}")
             if pending:
                 store._apply_migrations()
         except BaseException:
@@ -384,18 +398,28 @@ class Store:
         It uses a connection of its own, so it can run in a worker thread
         while the event loop goes on using the main connection. A passive
         checkpoint waits for no reader or writer; what it cannot copy now,
-        a later one copies.
+        a later one copies. SQLite starts the WAL file over only when a write
+        begins after a checkpoint that copied every page, which the writes
+        of other processes can keep from happening; once the file has
+        :data:`RESTART_FRAMES` pages, a restarting checkpoint makes the
+        other writers wait (up to their busy timeout, then retrying) so that
+        it starts over.
         """
         if self._checkpoint_conn is None:
             self._checkpoint_conn = sqlite3.connect(
                 self.description,
-                timeout=BUSY_TIMEOUT,
+                timeout=CHECKPOINT_BUSY_TIMEOUT,
                 isolation_level=None,
                 check_same_thread=False,
             )
-        row = self._checkpoint_conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
-        # The row is (busy, pages in the WAL file, pages copied).
-        frames: int = row[1]
+            self._checkpoint_conn.execute(
+                f"PRAGMA journal_size_limit = {JOURNAL_SIZE_LIMIT}"
+            )
+        conn = self._checkpoint_conn
+        # Each row is (busy, pages in the WAL file, pages copied).
+        frames: int = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()[1]
+        if frames >= RESTART_FRAMES:
+            conn.execute("PRAGMA wal_checkpoint(RESTART)").fetchone()
         return frames
 
     def sync(self) -> None:
@@ -472,11 +496,21 @@ class Store:
         """Insert jobs given as tuples in the column order of INSERT_JOB."""
         self.conn.executemany(_sql.INSERT_JOB, rows)
 
+    def promote_due(self, now: int, limit: int) -> int:
+        """Make up to *limit* scheduled or retrying jobs that are due by *now*
+        pending, earliest first, and return how many."""
+        params = {"now": now, "limit": limit}
+        count: int = self.conn.execute(_sql.PROMOTE_DUE, params).rowcount
+        return count
+
     def claim(
         self, names: Collection[str], limit: int, now: int, owner: str
     ) -> list[Row]:
-        """Claim up to *limit* due jobs of *names*, highest priority first."""
-        self.conn.execute(_sql.PROMOTE_DUE, {"now": now})
+        """Claim up to *limit* pending jobs of *names*, highest priority first.
+
+        Scheduled and retrying jobs that have come due are claimed only
+        once :meth:`promote_due` has made them pending.
+        """
         if len(names) > _sql.CLAIM_NAMES_PER_QUERY:
             return self._claim_by_chunks(names, limit, now, owner)
         params: list[Any] = [now, owner]

@@ -254,6 +254,9 @@ class Worker:
         """Run *job* with *scope*'s deadline as its time limit, and submit
         its result."""
         handler = self.registry.get(job.name)
+        # A shutdown cannot cancel a thread, so what a plain function raises
+        # is its own failure, never a cleanup that replaced a Cancelled.
+        handler_is_async = handler is not None and handler.is_async
         start = trio.current_time()
         token = enter_job(job_context(job, self.clock))
         timeout = job.config.timeout
@@ -285,7 +288,7 @@ class Worker:
                     raise exc from exc.__cause__
                 self._log_dropped(job, dropped)
                 raise control from None
-            if not timed_out and _cancelled_from_outside():
+            if not timed_out and handler_is_async and _cancelled_from_outside():
                 # A shutdown cancelled the run, and the handler's cleanup
                 # raised an error in place of the Cancelled. The run is put
                 # back like any cancelled one; the worker stops at its next

@@ -22,6 +22,7 @@ from pulse_trio import (
     DatabaseError,
     EventKind,
     JobEvent,
+    JobNotFound,
     JobStatus,
     Pulse,
     SchemaTooNew,
@@ -328,6 +329,55 @@ async def test_full_reports_completion_after_sync(
     assert all(job.status is JobStatus.COMPLETED for job in finished)
     assert set(ids) <= recorder.completed
     pulse.close()
+
+
+async def poke_with_deletes(pulse: Pulse, times: int) -> None:
+    """Send delete() requests one after the other, each bounded in time."""
+    for _ in range(times):
+        with trio.fail_after(5), contextlib.suppress(JobNotFound):
+            await pulse.delete("no-such-job")
+
+
+async def test_full_request_while_stopping_gets_reply(tmp_path: Path) -> None:
+    # A request sent while run() finishes is applied by its sender, after
+    # the actor's last sync; its reply must still come.
+    for round_number in range(10):
+        pulse = await Pulse.new(
+            tmp_path / f"queue{round_number}.db", synchronous="FULL"
+        )
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pulse.run)
+            nursery.start_soon(poke_with_deletes, pulse, 50)
+            await trio.sleep(0)
+            await pulse.shutdown_graceful()
+        pulse.close()
+
+
+def test_full_syncs_do_not_wait_for_handler_threads(tmp_path: Path) -> None:
+    # Plain-function handlers hold every token of trio's default thread
+    # limiter while they wait for an enqueue, whose reply needs a sync in a
+    # thread of the queue's own. It runs on the real clock, where a
+    # deadlock ends at the deadline: under a MockClock, virtual time stands
+    # still while handler threads run.
+    async def main() -> None:
+        trio.to_thread.current_default_thread_limiter().total_tokens = 2
+        pulse = await Pulse.new(tmp_path / "queue.db", synchronous="FULL", workers=3)
+        follow_ups: list[str] = []
+
+        def enqueue_follow_up(payload: object) -> None:
+            follow_ups.append(trio.from_thread.run(pulse.enqueue, "follow_up"))
+
+        pulse.handle("work", enqueue_follow_up)
+        ids = await pulse.enqueue_many("work", range(6))
+        with trio.fail_after(30):
+            async with pulse:
+                finished = [await pulse.wait(job_id) for job_id in ids]
+
+        assert [job.status for job in finished] == [JobStatus.COMPLETED] * 6
+        assert len(follow_ups) == 6
+        pulse.close()
+
+    trio.run(main)
 
 
 async def test_normal_mode_never_syncs(

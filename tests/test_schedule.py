@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import trio
 
-from pulse_trio import JobStatus, Pulse
+from pulse_trio import JobStatus, Pulse, _scheduler
 
 from .helpers import count_jobs, read_file_rows, read_job_row, wait_finished
 
@@ -183,6 +183,29 @@ class TestScheduledRuns:
         # 2031-06-01 06:30:15.123456 UTC, from calendar.timegm.
         assert row["run_at"] == 1_938_061_815_123_456
         assert (await pulse.status(job_id)).run_at == moment
+
+
+class TestManyDueAtOnce:
+    async def test_made_pending_in_chunks_until_all_run(
+        self, open_queue: OpenQueue, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Due jobs are made pending a chunk at a time, earliest first. The
+        # first chunk here holds only jobs that no handler here runs, and
+        # the claims must go on to the chunks after it.
+        monkeypatch.setattr(_scheduler, "PROMOTE_CHUNK", 10)
+        pulse = await open_queue(workers=2)
+        runs: list[int] = []
+        pulse.handle("handled", runs.append)
+        due = datetime.now(UTC) + timedelta(seconds=60)
+        for index in range(15):
+            await pulse.schedule("unhandled", index, due)
+        ids = [await pulse.schedule("handled", index, due) for index in range(5)]
+        async with pulse:
+            await trio.sleep(61)
+            with trio.fail_after(1):
+                await wait_finished(pulse, ids)
+
+        assert sorted(runs) == list(range(5))
 
 
 async def test_time_columns_are_integers(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -66,8 +67,27 @@ class TestRun:
 
         with pytest.raises(QueueClosed):
             await pulse.enqueue("job")
+        # The run that the shutdown came before returns at once, as a signal
+        # handler's shutdown during start-up expects.
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pulse.run)
         with pytest.raises(PulseError, match=r"run\(\) can start only once"):
             await pulse.run()
+
+    async def test_shutdown_while_run_starts_claims_nothing(
+        self, open_queue: OpenQueue
+    ) -> None:
+        pulse = await open_queue(workers=2)
+        runs: list[object] = []
+        pulse.handle("record", runs.append)
+        ids = await pulse.enqueue_many("record", range(4))
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(pulse.run)
+            await trio.sleep(0)  # run() has started and awaits its first write
+            await pulse.shutdown_graceful()
+
+        assert runs == []
+        assert [(await pulse.status(i)).status for i in ids] == [JobStatus.PENDING] * 4
 
     async def test_with_workers_after_start_raises(self, open_queue: OpenQueue) -> None:
         pulse = await open_queue()
@@ -350,6 +370,39 @@ class TestImmediateShutdown:
         assert job.errors == ()
         dropped = [r.getMessage() for r in caplog.records if job_id in r.getMessage()]
         assert any("OSError: cleanup failed" in message for message in dropped)
+
+    async def test_thread_failure_during_shutdown_is_recorded(
+        self, open_queue: OpenQueue
+    ) -> None:
+        # A shutdown cannot cancel a thread: the function runs to its end,
+        # and what it raises is its own failure.
+        pulse = await open_queue()
+        started = threading.Event()
+        release = threading.Event()
+
+        def fails_later(_: Any) -> None:
+            started.set()
+            release.wait(10)
+            raise ValueError("real failure")
+
+        pulse.handle("fails", fails_later)
+        job_id = await pulse.enqueue("fails", config=JobConfig.no_retry())
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pulse.run)
+            await trio.to_thread.run_sync(started.wait)
+            nursery.start_soon(pulse.shutdown_now)
+            # Virtual time stands still while a handler thread runs, so the
+            # shutdown gets its turn from checkpoints, not a sleep.
+            for _ in range(3):
+                await trio.lowlevel.checkpoint()
+            assert pulse._crew_scope is not None
+            assert pulse._crew_scope.cancel_called
+            release.set()
+
+        job = await pulse.status(job_id)
+        assert job.status is JobStatus.DEAD
+        assert job.attempts == 1
+        assert job.last_error == "ValueError: real failure"
 
     async def test_shutdown_now_during_graceful(self, open_queue: OpenQueue) -> None:
         pulse = await open_queue()

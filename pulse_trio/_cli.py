@@ -269,6 +269,10 @@ async def _show(args: argparse.Namespace) -> int:
     pulse = await _open(args.database)
     try:
         job = await pulse.status(args.job_id)
+        runner = None
+        if job.owner is not None:
+            queues = (await pulse.summary()).queues
+            runner = next((queue for queue in queues if queue.id == job.owner), None)
     except JobNotFound:
         raise CommandError(
             f"no job with id {args.job_id!r} in {args.database!r}; list ids with "
@@ -279,7 +283,7 @@ async def _show(args: argparse.Namespace) -> int:
     if args.json:
         _print(fmt.dumps(fmt.job_record(job, with_errors=True)))
     else:
-        _print(fmt.render_job(job))
+        _print(fmt.render_job(job, runner))
     return 0
 
 
@@ -368,7 +372,9 @@ async def _delete_job(pulse: Pulse, job_id: str, database: str) -> Job | None:
         # Only delete() raises it, so status() has set job.
         _print_error(
             f"job {job_id!r} ({job.name}) is running, so it was not deleted. "
-            "Delete it once its run ends, or stop the worker that runs it"
+            "Delete it once its run ends, or stop the worker that runs it; if "
+            f"that worker is dead, '{PROGRAM} recover {database}' puts the job "
+            "back first"
         )
         return None
     return job
@@ -383,8 +389,15 @@ async def _enqueue(args: argparse.Namespace) -> int:
     try:
         job_id = await _store_job(pulse, args, config)
         job = await pulse.status(job_id)
+        queues = [queue for queue in (await pulse.summary()).queues if queue.alive]
     finally:
         pulse.close()
+    if queues and not any(args.name in queue.handles for queue in queues):
+        # Stored all the same: a worker with that handler may start later.
+        _print_error(
+            f"warning: no running queue handles jobs named {args.name!r}; the "
+            "job waits until one does (check the name for a typo)"
+        )
     if args.json:
         _print(fmt.dumps(fmt.job_record(job, with_errors=False)))
     else:
@@ -429,6 +442,25 @@ async def _store_job(
         raise CommandError(str(exc)) from None
 
 
+# -- recover --------------------------------------------------------------
+
+
+async def _recover(args: argparse.Namespace) -> int:
+    pulse = await _open(args.database)
+    try:
+        recovered = await pulse.recover()
+        jobs = [await pulse.status(job_id) for job_id in recovered]
+    finally:
+        pulse.close()
+    if args.json:
+        _print(fmt.dumps([fmt.job_record(job, with_errors=False) for job in jobs]))
+        return 0
+    for job in jobs:
+        _print(f"recovered job {job.id} ({job.name}), now {job.status.value}")
+    _print(f"recovered {fmt.count_of(len(jobs), 'job')} of dead queues")
+    return 0
+
+
 # -- purge ----------------------------------------------------------------
 
 
@@ -463,6 +495,7 @@ COMMANDS: dict[str, Command] = {
     "show": _show,
     "retry": _retry,
     "delete": _delete,
+    "recover": _recover,
     "enqueue": _enqueue,
     "purge": _purge,
 }

@@ -93,6 +93,7 @@ def job_record(job: Job, *, with_errors: bool) -> dict[str, Any]:
         "run_at": iso_time(job.run_at),
         "started_at": iso_time(job.started_at),
         "finished_at": iso_time(job.finished_at),
+        "owner": job.owner,
         "config": {
             "priority": config.priority.name.lower(),
             "max_retries": config.max_retries,
@@ -137,7 +138,7 @@ def summary_record(
         "failed_last_hour": summary.failed_last_hour,
         "dead": summary.by_status.get(JobStatus.DEAD, 0),
         "due_by_name": dict(summary.due_by_name),
-        "unhandled_names": summary.unhandled_names(),
+        "unhandled_names": summary.unhandled_names,
         "queues": [queue_record(queue) for queue in summary.queues],
     }
 
@@ -195,13 +196,21 @@ def render_jobs(jobs: Sequence[Job]) -> str:
     return render_table(headers, rows)
 
 
+def _describe_runner(owner: str, runner: QueueInfo | None) -> str:
+    if runner is None:
+        return f"queue {owner}, no longer recorded"
+    state = "alive" if runner.alive else "dead, so 'recover' puts the job back"
+    return f"queue {owner} (host {runner.host}, pid {runner.pid}), {state}"
+
+
 def _cut(text: str, limit: int) -> str:
     line = text.splitlines()[0] if text else ""
     return line if len(line) <= limit else line[: limit - 3] + "..."
 
 
-def render_job(job: Job) -> str:
-    """Return every field of *job* and its error history with tracebacks."""
+def render_job(job: Job, runner: QueueInfo | None = None) -> str:
+    """Return every field of *job* and its error history with tracebacks;
+    *runner* is the queue that runs it, if it runs."""
     config = job.config
     fields = [
         ("id", job.id),
@@ -218,6 +227,8 @@ def render_job(job: Job) -> str:
         ("timeout", human_duration(config.timeout)),
         ("last error", job.last_error or "-"),
     ]
+    if job.owner is not None:
+        fields.append(("run by", _describe_runner(job.owner, runner)))
     width = max(len(label) for label, _ in fields) + 1
     lines = [f"{label + ':':<{width}} {value}" for label, value in fields]
     lines.append("payload:")
@@ -287,7 +298,7 @@ def render_due_by_name(summary: QueueSummary) -> str:
     the names that no live queue handles."""
     if not summary.due_by_name:
         return "due jobs by name: none is due"
-    unhandled = set(summary.unhandled_names())
+    unhandled = set(summary.unhandled_names)
     names = list(summary.due_by_name.items())
     rows = [
         [f"{name} {UNHANDLED_MARK}" if name in unhandled else name, str(jobs)]

@@ -138,6 +138,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_show(commands, [database, json_option])
     _add_retry(commands, [database, json_option])
     _add_delete(commands, [database, json_option])
+    _add_recover(commands, [database, json_option])
     _add_enqueue(commands, [database, json_option])
     _add_purge(commands, [database, json_option])
     return parser
@@ -327,6 +328,25 @@ def _add_delete(
     )
     delete.add_argument(
         "job_ids", metavar="ID", nargs="+", help="ids of the jobs to delete"
+    )
+
+
+def _add_recover(
+    commands: Subparsers[CommandParser],
+    parents: list[CommandParser],
+) -> None:
+    commands.add_parser(
+        "recover",
+        parents=parents,
+        help="put back the running jobs of dead queues",
+        description=(
+            "Put back the running jobs of queues that are dead: on this host "
+            "when their process is gone, elsewhere when their lease has "
+            "expired. Each job is due again, or dead if that run was its "
+            "last attempt. Running queues do this by themselves; this serves "
+            "a database on which no queue runs, such as after a worker was "
+            "killed."
+        ),
     )
 
 

@@ -103,6 +103,9 @@ class Job:
     """Errors of the last 20 failed runs, oldest first."""
     config: JobConfig
     """The configuration the job was enqueued with."""
+    owner: str | None = None
+    """While the job runs, the id of the queue that runs it, as listed in
+    :attr:`QueueSummary.queues <pulse_trio.QueueSummary.queues>`."""
 
 
 def _optional_time(value: int | None) -> datetime | None:
@@ -119,6 +122,19 @@ def _decode_errors(text: str) -> tuple[AttemptError, ...]:
         )
         for item in json.loads(text)
     )
+
+
+def to_status(value: object) -> JobStatus:
+    """Convert a :class:`JobStatus` or its value, such as ``"dead"``."""
+    if isinstance(value, JobStatus):
+        return value
+    if isinstance(value, str):
+        try:
+            return JobStatus(value.lower())
+        except ValueError:
+            pass
+    names = ", ".join(status.value for status in JobStatus)
+    raise ValueError(f"invalid job status {value!r}; use a JobStatus or one of {names}")
 
 
 def reported_status(stored: str, run_at: int, now: int) -> JobStatus:
@@ -176,4 +192,5 @@ def job_from_row(row: Mapping[str, Any], now: int) -> Job:
         finished_at=_optional_time(row["finished_at"]),
         errors=_decode_errors(row["errors"]),
         config=config,
+        owner=row["owner"],
     )

@@ -780,7 +780,7 @@ class Persistence:
         # An expired lease alone does not prove an owner on this host dead
         # (the wall clock may have jumped), and a live owner whose record
         # was deleted would lose its next claimed jobs to recovery.
-        for row in self.store.unused_owners(now):
+        for row in self.store.unused_owners():
             if owner_is_dead(row, now):
                 self.store.delete_owner(row["id"])
         return recovered

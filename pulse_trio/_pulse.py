@@ -47,6 +47,7 @@ from ._job import (
     JobStatus,
     from_microseconds,
     job_from_row,
+    to_status,
 )
 from ._messages import (
     Delete,
@@ -161,6 +162,7 @@ class Pulse:
         self._pool: WorkerPool | None = None
         self._dispatcher: Dispatcher | None = None
         self._shut_down_before_run = False
+        self._owner: Owner | None = None
         self._context: AbstractAsyncContextManager[Pulse] | None = None
         self._inline = (
             InlineRunner(
@@ -504,7 +506,7 @@ class Pulse:
 
     async def list_jobs(
         self,
-        status: JobStatus | None = None,
+        status: JobStatus | str | None = None,
         name: str | None = None,
         limit: int = 100,
     ) -> list[Job]:
@@ -516,8 +518,8 @@ class Pulse:
             limit: The number of jobs returned at most.
         """
         self._check_usable()
-        if status is not None and not isinstance(status, JobStatus):
-            raise TypeError(f"status must be a JobStatus or None, not {status!r}")
+        if status is not None:
+            status = to_status(status)
         if not isinstance(limit, int) or isinstance(limit, bool) or limit < 1:
             raise ValueError(f"limit must be a positive int, got {limit!r}")
         now = self._clock.now_us()
@@ -528,7 +530,7 @@ class Pulse:
 
     async def purge(
         self,
-        status: JobStatus,
+        status: JobStatus | str,
         older_than: timedelta | float,
         *,
         dry_run: bool = False,
@@ -549,10 +551,11 @@ class Pulse:
             ValueError: *status* is not COMPLETED or DEAD.
         """
         self._check_usable()
+        status = to_status(status)
         if status not in FINISHED_STATUSES:
             raise ValueError(
-                f"purge() deletes only completed or dead jobs, not {status!r}; "
-                "pass JobStatus.COMPLETED or JobStatus.DEAD"
+                f"purge() deletes only completed or dead jobs, not "
+                f"{status.value} ones; pass JobStatus.COMPLETED or JobStatus.DEAD"
             )
         age = to_microseconds(to_duration(older_than, name="older_than"))
         before = self._clock.now_us() - age
@@ -784,7 +787,7 @@ class Pulse:
                 f"run() can start only once; this queue is {self._state.value}"
             )
         self._state = _State.RUNNING
-        owner = Owner.new()
+        owner = self._owner = Owner.new()
         owner.mark_live()
         try:
             await self._run_actors(owner, task_status)
@@ -1024,6 +1027,23 @@ class Pulse:
         reply: Reply[list[Any]] = Reply()
         await self._persistence.submit(RecoverOrphans(own_id=owner.id, reply=reply))
         await reply.wait()
+
+    async def recover(self) -> list[str]:
+        """Put back the running jobs of queues that are dead, now, and return
+        their ids.
+
+        Running queues do this when they start and every lease/3, so this
+        serves a database on which no queue runs, such as after a worker
+        was killed: the jobs become due again (or dead, if that run was
+        their last attempt) without starting a worker that would run them.
+        A queue counts as dead as in :class:`QueueInfo`: on this host when
+        its process is gone, elsewhere when its lease has expired.
+        """
+        self._check_usable()
+        reply: Reply[list[Any]] = Reply()
+        own_id = "" if self._owner is None else self._owner.id
+        await self._persistence.submit(RecoverOrphans(own_id=own_id, reply=reply))
+        return [job.id for job, _ in await reply.wait()]
 
     async def _keep_lease(self, owner: Owner) -> None:
         """Renew this queue's lease and recover the jobs of dead owners."""

@@ -216,11 +216,11 @@ SELECT_OWNER = "SELECT * FROM pulse_owners WHERE id = :id"
 
 DELETE_OWNER = "DELETE FROM pulse_owners WHERE id = :id"
 
-# Owners with an expired lease and no running job: candidates for deletion,
-# which the caller deletes only once it finds them dead.
+# Owners with no running job: candidates for deletion, which the caller
+# deletes only once it finds them dead.
 SELECT_UNUSED_OWNERS = """
 SELECT * FROM pulse_owners
-WHERE lease_until < :now AND id NOT IN (
+WHERE id NOT IN (
     SELECT owner FROM pulse_jobs WHERE status = 'running' AND owner IS NOT NULL
 )
 """

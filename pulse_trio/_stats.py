@@ -89,8 +89,9 @@ class QueueSummary:
     """The queues recorded in the database, alive or not, oldest first. An
     in-memory queue records none."""
 
+    @property
     def unhandled_names(self) -> list[str]:
-        """Return the names of due jobs that no live queue handles.
+        """Names of due jobs that no live queue handles.
 
         Such jobs wait until a process with a handler for their name runs;
         they are not slow workers.

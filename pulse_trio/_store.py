@@ -68,11 +68,14 @@ def is_busy(exc: sqlite3.Error) -> bool:
     ) or "locked" in str(exc)
 
 
-def _check_synchronous(synchronous: object) -> None:
-    if synchronous not in ("NORMAL", "FULL"):
-        raise ValueError(
-            f"invalid synchronous mode {synchronous!r}; use 'NORMAL' or 'FULL'"
-        )
+def _check_synchronous(synchronous: object) -> Synchronous:
+    """Return *synchronous* in upper case, checked; SQLite's pragma takes
+    either case too."""
+    if isinstance(synchronous, str) and synchronous.upper() in ("NORMAL", "FULL"):
+        return "FULL" if synchronous.upper() == "FULL" else "NORMAL"
+    raise ValueError(
+        f"invalid synchronous mode {synchronous!r}; use 'NORMAL' or 'FULL'"
+    )
 
 
 def _raise_if_busy(exc: sqlite3.Error, description: str) -> None:
@@ -234,7 +237,7 @@ class Store:
             StoreBusy: Another connection holds a lock that opening needs;
                 retry after a pause.
         """
-        _check_synchronous(synchronous)
+        synchronous = _check_synchronous(synchronous)
         path = Path(path)
         if not create and not path.is_file():
             raise DatabaseError(
@@ -582,9 +585,9 @@ class Store:
     def delete_owner(self, owner_id: str) -> None:
         self.conn.execute(_sql.DELETE_OWNER, {"id": owner_id})
 
-    def unused_owners(self, now: int) -> list[Row]:
-        """Return the owners whose lease expired and that run no job."""
-        return self.conn.execute(_sql.SELECT_UNUSED_OWNERS, {"now": now}).fetchall()
+    def unused_owners(self) -> list[Row]:
+        """Return the owners that run no job."""
+        return self.conn.execute(_sql.SELECT_UNUSED_OWNERS).fetchall()
 
     # -- reads -----------------------------------------------------------
 

@@ -218,6 +218,7 @@ JOB_RECORD_KEYS = {
     "run_at",
     "started_at",
     "finished_at",
+    "owner",
     "config",
 }
 
@@ -934,6 +935,76 @@ class TestRetry:
         assert code == 2
         assert "--name needs --all-dead, so add --all-dead or drop --name" in err
         assert read_job(database, dead).status is JobStatus.DEAD
+
+
+# -- recover and the queue that runs a job ------------------------------------
+
+
+class TestRecover:
+    def test_recovers_only_jobs_of_dead_queues(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "recover.db"
+        lost, kept = make_database(
+            path, lambda pulse: pulse.enqueue_many("export", [1, 2])
+        )
+        record_queue(path, "dead.example", alive=False, running=[lost])
+        record_queue(path, "live.example", alive=True, running=[kept])
+
+        code, out, err = run_cli(capsys, "recover", path)
+
+        assert code == 0, err
+        assert f"recovered job {lost} (export), now pending" in out
+        assert "recovered 1 job of dead queues" in out
+        statuses = {job["id"]: job["status"] for job in run_json(capsys, "jobs", path)}
+        assert statuses == {lost: "pending", kept: "running"}
+        queues = run_json(capsys, "stats", path)["queues"]
+        assert [queue["host"] for queue in queues] == ["live.example"]
+
+    def test_json_lists_recovered_jobs(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "recover.db"
+        [lost] = make_database(path, lambda pulse: pulse.enqueue_many("export", [1]))
+        record_queue(path, "dead.example", alive=False, running=[lost])
+
+        records = run_json(capsys, "recover", path)
+
+        assert [record["id"] for record in records] == [lost]
+        assert set(records[0]) == JOB_RECORD_KEYS
+        assert run_json(capsys, "recover", path) == []
+
+    def test_show_names_the_queue_that_runs_a_job(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "show.db"
+        [job_id] = make_database(path, lambda pulse: pulse.enqueue_many("export", [1]))
+        record_queue(path, "live.example", alive=True, running=[job_id])
+
+        code, out, _ = run_cli(capsys, "show", path, job_id)
+        record = run_json(capsys, "show", path, job_id)
+
+        assert code == 0
+        assert has_line(
+            r"run by: +queue [0-9a-f]{32} \(host live\.example, pid 4121\), alive", out
+        )
+        assert record["owner"] is not None
+
+    def test_enqueue_warns_of_name_no_queue_handles(
+        self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        path = tmp_path / "names.db"
+        make_database(path, lambda pulse: pulse.enqueue_many("send_email", []))
+        record_queue(path, "live.example", alive=True, handles=["send_email"])
+
+        typo_code, _, typo_err = run_cli(capsys, "enqueue", path, "send_emial")
+        code, _, err = run_cli(capsys, "enqueue", path, "send_email")
+
+        assert typo_code == 0
+        assert "warning: no running queue handles jobs named 'send_emial'" in typo_err
+        assert code == 0
+        assert err == ""
+        assert len(run_json(capsys, "jobs", path)) == 2
 
 
 # -- delete -------------------------------------------------------------------

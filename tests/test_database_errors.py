@@ -238,7 +238,10 @@ async def test_other_migration_sets_ignored(tmp_path: Path) -> None:
 # -- durability modes -------------------------------------------------------
 
 
-@pytest.mark.parametrize(("mode", "durable"), [("NORMAL", False), ("FULL", True)])
+@pytest.mark.parametrize(
+    ("mode", "durable"),
+    [("NORMAL", False), ("FULL", True), ("normal", False), ("full", True)],
+)
 async def test_synchronous_mode_set_on_store(
     tmp_path: Path, mode: str, durable: bool
 ) -> None:

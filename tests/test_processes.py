@@ -387,7 +387,28 @@ async def test_summary_lists_queues_and_unhandled_names(tmp_path: Path) -> None:
     assert local.running == 0
     assert (await pulse.status(job_id)).status is JobStatus.PENDING
     assert summary.due_by_name == {"nobody": 3, "work": 1}
-    assert summary.unhandled_names() == ["nobody", "work"]
+    assert summary.unhandled_names == ["nobody", "work"]
+    pulse.close()
+
+
+async def test_recover_without_running_queue(tmp_path: Path) -> None:
+    pulse = await Pulse.new(tmp_path / "queue.db")
+    job_id = await pulse.enqueue("work", {"ms": 0})
+    remote = _remote_owner()
+    await _set_lease(pulse, remote, pulse._clock.now_us() - 1)
+    await _claim(pulse, remote)
+
+    recovered = await pulse.recover()
+    again = await pulse.recover()
+
+    assert recovered == [job_id]
+    assert again == []
+    job = await pulse.status(job_id)
+    assert job.status is JobStatus.PENDING
+    assert job.owner is None
+    assert job.errors[0].error.startswith("WorkerLost")
+    # The dead queue's record goes with its last job.
+    assert (await pulse.summary()).queues == ()
     pulse.close()
 
 

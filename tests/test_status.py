@@ -393,6 +393,35 @@ class TestPurge:
         ]
 
 
+class TestStatusArguments:
+    async def test_status_values_accepted_as_strings(
+        self, open_queue: OpenQueue
+    ) -> None:
+        pulse = await open_queue()
+        pulse.handle("fails", always_fail)
+        job_id = await pulse.enqueue("fails", config=JobConfig.no_retry())
+        async with pulse:
+            await pulse.wait(job_id)
+            await trio.sleep(1)
+
+        assert [job.id for job in await pulse.list_jobs("dead")] == [job_id]
+        assert [job.id for job in await pulse.list_jobs(status="DEAD")] == [job_id]
+        assert await pulse.purge("dead", 0, dry_run=True) == 1
+
+    async def test_invalid_status_names_the_choices(
+        self, open_queue: OpenQueue
+    ) -> None:
+        pulse = await open_queue()
+
+        with pytest.raises(ValueError, match=r"invalid job status 'gone'; use a "):
+            await pulse.list_jobs("gone")
+        with pytest.raises(
+            ValueError,
+            match=r"purge\(\) deletes only completed or dead jobs, not pending ones",
+        ):
+            await pulse.purge("pending", 0)
+
+
 class TestAfterShutdownAndClose:
     async def test_retry_works_after_shutdown(self, open_queue: OpenQueue) -> None:
         pulse = await open_queue()

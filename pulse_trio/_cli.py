@@ -338,9 +338,24 @@ async def _retry_ids(pulse: Pulse, args: argparse.Namespace) -> int:
 async def _delete(args: argparse.Namespace) -> int:
     pulse = await _open(args.database)
     try:
-        return await _delete_ids(pulse, args)
+        if args.job_ids:
+            return await _delete_ids(pulse, args)
+        count = await pulse.delete_all(
+            name=args.name, status=args.status, dry_run=args.dry_run
+        )
     finally:
         pulse.close()
+    if args.json:
+        _print(fmt.dumps({"would_delete" if args.dry_run else "deleted": count}))
+        return 0
+    jobs = fmt.count_of(count, f"{args.status} job" if args.status else "job")
+    if args.name is not None:
+        jobs += f" named {args.name!r}"
+    if args.dry_run:
+        _print(f"would delete {jobs} (dry run)")
+    else:
+        _print(f"deleted {jobs}")
+    return 0
 
 
 async def _delete_ids(pulse: Pulse, args: argparse.Namespace) -> int:

@@ -179,7 +179,11 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def render_jobs(jobs: Sequence[Job]) -> str:
-    """Return the ``jobs`` table; times are UTC."""
+    """Return the ``jobs`` table; times are UTC.
+
+    An OWNER column, the queue that runs each running job, is added when
+    any job is running."""
+    with_owner = any(job.owner is not None for job in jobs)
     rows = [
         [
             job.id,
@@ -188,12 +192,14 @@ def render_jobs(jobs: Sequence[Job]) -> str:
             job.priority.name.lower(),
             f"{job.attempts}/{job.max_retries + 1}",
             human_time(job.run_at),
+            *([job.owner or "-"] if with_owner else []),
             _cut(job.last_error or "", MAX_ERROR_COLUMN),
         ]
         for job in jobs
     ]
-    headers = ["ID", "NAME", "STATUS", "PRIORITY", "RUNS", "RUN AT (UTC)", "LAST ERROR"]
-    return render_table(headers, rows)
+    headers = ["ID", "NAME", "STATUS", "PRIORITY", "RUNS", "RUN AT (UTC)"]
+    headers += ["OWNER"] if with_owner else []
+    return render_table([*headers, "LAST ERROR"], rows)
 
 
 def _describe_runner(owner: str, runner: QueueInfo | None) -> str:

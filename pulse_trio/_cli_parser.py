@@ -318,17 +318,42 @@ def _add_delete(
     delete = commands.add_parser(
         "delete",
         parents=parents,
+        check=_check_delete,
         help="delete jobs that are not running",
         description=(
-            "Delete jobs by id, unless they are running. A pending, scheduled "
-            "or retrying job then never runs. An unknown id or a running job "
-            "is reported and the other ids are still deleted, but the exit "
+            "Delete jobs by id, or every job with a --name, a --status or "
+            "both; running jobs are never deleted. A pending, scheduled or "
+            "retrying job then never runs. An unknown id or a running job is "
+            "reported and the other ids are still deleted, but the exit "
             "status is then 1."
         ),
     )
     delete.add_argument(
-        "job_ids", metavar="ID", nargs="+", help="ids of the jobs to delete"
+        "job_ids", metavar="ID", nargs="*", help="ids of the jobs to delete"
     )
+    delete.add_argument("--name", help="delete every job with this name")
+    delete.add_argument(
+        "--status",
+        type=str.lower,
+        choices=[s.value for s in JobStatus if s is not JobStatus.RUNNING],
+        help="delete every job with this status",
+    )
+    delete.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="with --name or --status, count the jobs and delete none",
+    )
+
+
+def _check_delete(args: argparse.Namespace) -> str | None:
+    filters = args.name is not None or args.status is not None
+    if args.job_ids and filters:
+        return "give job ids or --name/--status, not both"
+    if not args.job_ids and not filters:
+        return "give the ids of the jobs to delete, or --name, --status or both"
+    if args.dry_run and not filters:
+        return "--dry-run works with --name or --status, so add one or drop it"
+    return None
 
 
 def _add_recover(

@@ -269,6 +269,17 @@ class RetryAllDead:
     reply: Reply[list[tuple[str, str]]]
 
 
+@attrs.frozen
+class DeleteMatching:
+    """Delete the jobs with the seqs *seqs* that are not running and, if
+    *status* is set, still have that reported status; the reply is the id,
+    name and stored status of each deleted job."""
+
+    seqs: tuple[int, ...]
+    status: str | None
+    reply: Reply[list[tuple[str, str, str]]]
+
+
 Message = (
     Insert
     | Claim
@@ -278,6 +289,7 @@ Message = (
     | Release
     | RetryDead
     | Delete
+    | DeleteMatching
     | RenewLease
     | RecoverOrphans
     | RemoveOwner

@@ -31,6 +31,7 @@ from ._messages import (
     ClaimedJob,
     Complete,
     Delete,
+    DeleteMatching,
     Fail,
     Insert,
     Mailbox,
@@ -692,6 +693,9 @@ class Persistence:
                 return self._retry_dead(job_id, now)
             case Delete(job_id=job_id):
                 return self._delete(job_id)
+            case DeleteMatching(seqs=seqs, status=status):
+                deleted = self.store.delete_seqs(seqs, status, now)
+                return [(row["id"], row["name"], row["status"]) for row in deleted]
             case RenewLease(owner=owner, lease_until=lease_until, handles=handles):
                 self.store.upsert_owner(
                     {

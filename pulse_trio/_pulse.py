@@ -51,6 +51,7 @@ from ._job import (
 )
 from ._messages import (
     Delete,
+    DeleteMatching,
     Insert,
     Purge,
     RecoverOrphans,
@@ -477,6 +478,66 @@ class Pulse:
         reply: Reply[tuple[str, str]] = Reply()
         await self._persistence.submit(Delete(job_id=job_id, reply=reply))
         await reply.wait()
+
+    async def delete_all(
+        self,
+        *,
+        name: str | None = None,
+        status: JobStatus | str | None = None,
+        dry_run: bool = False,
+    ) -> int:
+        """Delete every job named *name* and of *status*, but running ones.
+
+        Pass one or both filters; *status* is a reported status, as in
+        :meth:`list_jobs`, so ``"pending"`` includes scheduled and retrying
+        jobs that are due. Only jobs that matched when the call started are
+        deleted, and only those that still match and are not running then:
+        a job a worker has started meanwhile is left to finish. Each
+        deleted job is logged and emits a ``DELETED`` event.
+
+        Args:
+            name: Delete only jobs of this name.
+            status: Delete only jobs of this status; not RUNNING.
+            dry_run: Delete nothing; return how many jobs match now.
+
+        Returns:
+            How many jobs were deleted (or, with *dry_run*, match).
+
+        Raises:
+            ValueError: Neither filter was given, or *status* is RUNNING.
+        """
+        self._check_usable()
+        if name is not None:
+            check_job_name(name)
+        stored = None if status is None else to_status(status).value
+        if stored == JobStatus.RUNNING.value:
+            raise ValueError(
+                "delete_all() leaves running jobs alone, so status cannot be "
+                "running; pass another status, or wait for the runs to end"
+            )
+        if name is None and stored is None:
+            raise ValueError(
+                "delete_all() needs name=, status= or both, so that it never "
+                "empties the queue by mistake; to delete every waiting job, "
+                "call it once per status"
+            )
+        seqs: list[int] = []
+        now = self._clock.now_us()
+        while page := self._store.matching_seqs(
+            stored, name, seqs[-1] if seqs else -1, PRUNE_CHUNK, now
+        ):
+            seqs += page
+            await trio.lowlevel.checkpoint()
+        if dry_run:
+            return len(seqs)
+        deleted = 0
+        for start in range(0, len(seqs), PRUNE_CHUNK):
+            reply: Reply[list[tuple[str, str, str]]] = Reply()
+            chunk = tuple(seqs[start : start + PRUNE_CHUNK])
+            message = DeleteMatching(seqs=chunk, status=stored, reply=reply)
+            await self._persistence.submit(message)
+            deleted += len(await reply.wait())
+        return deleted
 
     async def retry_all_dead(self, name: str | None = None) -> int:
         """Make every dead job pending now, or only those named *name*.

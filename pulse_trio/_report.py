@@ -21,6 +21,7 @@ from ._messages import (
     ClaimedJob,
     Complete,
     Delete,
+    DeleteMatching,
     Fail,
     Insert,
     Message,
@@ -81,6 +82,9 @@ class Reporter:
                 self._retried([result])
             case Delete(job_id=job_id):
                 self._deleted(job_id, *result)
+            case DeleteMatching():
+                for deleted in result:
+                    self._deleted(*deleted)
             case RetryAllDead():
                 self._retried(result)
             case RecoverOrphans():

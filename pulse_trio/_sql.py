@@ -298,6 +298,23 @@ WHERE ({status_filter}) AND (:name IS NULL OR name = :name)
 ORDER BY seq DESC LIMIT :limit
 """
 
+# Bulk deletes page through the matching jobs in seq order, then delete
+# them by seq, checking the status filter again at the time of deletion,
+# so a job that started or changed in between is left alone.
+SELECT_MATCHING_SEQS = """
+SELECT seq FROM pulse_jobs
+WHERE ({status_filter}) AND status != 'running'
+  AND (:name IS NULL OR name = :name) AND seq > :after
+ORDER BY seq LIMIT :limit
+"""
+
+DELETE_SEQS = """
+DELETE FROM pulse_jobs
+WHERE seq IN (SELECT value FROM json_each(:seqs))
+  AND ({status_filter}) AND status != 'running'
+RETURNING id, name, status
+"""
+
 # Purges and bulk retries work in chunks of :limit rows per transaction,
 # so a large one never holds the write lock or the event loop for long.
 # The literal status list lets SQLite use the partial index of finished

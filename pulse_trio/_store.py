@@ -579,6 +579,16 @@ class Store:
         params = {"seqs": json.dumps(list(seqs)), "now": now}
         return self.conn.execute(_sql.RETRY_DEAD_SEQS, params).fetchall()
 
+    def delete_seqs(
+        self, seqs: Sequence[int], status: str | None, now: int
+    ) -> list[Row]:
+        """Delete the jobs among *seqs* that are not running and, if
+        *status* is set, still have that reported status; return their ids,
+        names and stored statuses."""
+        query = _sql.DELETE_SEQS.format(status_filter=_status_filter(status))
+        params = {"seqs": json.dumps(list(seqs)), "now": now}
+        return self.conn.execute(query, params).fetchall()
+
     def upsert_owner(self, fields: Mapping[str, Any]) -> None:
         self.conn.execute(_sql.UPSERT_OWNER, fields)
 
@@ -662,10 +672,19 @@ class Store:
     def list_jobs(
         self, status: str | None, name: str | None, limit: int, now: int
     ) -> list[Row]:
-        status_filter = "1" if status is None else _sql.LIST_FILTERS[status]
-        query = _sql.LIST_JOBS.format(status_filter=status_filter)
+        query = _sql.LIST_JOBS.format(status_filter=_status_filter(status))
         params = {"name": name, "limit": limit, "now": now}
         return self.conn.execute(query, params).fetchall()
+
+    @_reads
+    def matching_seqs(
+        self, status: str | None, name: str | None, after: int, limit: int, now: int
+    ) -> list[int]:
+        """Return the seqs of up to *limit* jobs after seq *after* that are
+        not running, have the reported *status* and the *name* if set."""
+        query = _sql.SELECT_MATCHING_SEQS.format(status_filter=_status_filter(status))
+        params = {"name": name, "after": after, "limit": limit, "now": now}
+        return [row[0] for row in self.conn.execute(query, params)]
 
     @_reads
     def data_version(self) -> int:
@@ -766,3 +785,8 @@ class Store:
             count = self.conn.execute(_sql.COUNT_READY_FOR_NAME, params).fetchone()
             found.append((after, count[0]))
         return found, True
+
+
+def _status_filter(status: str | None) -> str:
+    """Return the SQL condition for jobs of the reported *status*."""
+    return "1" if status is None else _sql.LIST_FILTERS[status]

@@ -701,6 +701,24 @@ class TestJobs:
         for job_id in ids.values():
             assert job_id in out
         assert "ValueError: the payment service refused the card" in out
+        assert "OWNER" not in out
+
+    def test_table_names_the_queue_of_running_jobs(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ids = ids_by_status(capsys, database)
+        record_queue(database, "web-1.invalid", alive=True, running=[ids["pending"]])
+        [queue] = run_json(capsys, "stats", database)["queues"]
+
+        code, out, err = run_cli(capsys, "jobs", database)
+
+        assert code == 0, err
+        header, *rows = out.splitlines()
+        assert header.split()[-3:] == ["OWNER", "LAST", "ERROR"]
+        column = header.index("OWNER")
+        owners = {row.split()[0]: row[column:].split()[0] for row in rows}
+        assert owners.pop(ids["pending"]) == queue["id"]
+        assert set(owners.values()) == {"-"}
 
     def test_status_filter(
         self, database: Path, capsys: pytest.CaptureFixture[str]
@@ -1084,14 +1102,80 @@ class TestDelete:
         assert ids["dead"] not in left
         assert len(left) == 3
 
-    def test_needs_an_id(
-        self, database: Path, capsys: pytest.CaptureFixture[str]
+    @pytest.mark.parametrize(
+        ("argv", "message"),
+        [
+            ([], "give the ids of the jobs to delete, or --name, --status or both"),
+            (["feedface", "--name", "report"], "give job ids or --name/--status"),
+            (["feedface", "--dry-run"], "--dry-run works with --name or --status"),
+            (["--status", "running"], "argument --status: invalid choice"),
+        ],
+        ids=["nothing", "ids-and-filter", "dry-run-with-ids", "running"],
+    )
+    def test_usage_errors_delete_nothing(
+        self,
+        argv: list[str],
+        message: str,
+        database: Path,
+        capsys: pytest.CaptureFixture[str],
     ) -> None:
-        code, out, err = run_cli(capsys, "delete", database)
+        code, out, err = run_cli(capsys, "delete", database, *argv)
 
         assert code == 2
         assert out == ""
-        assert "the following arguments are required: ID" in err
+        assert message in err
+        assert len(run_json(capsys, "jobs", database)) == 4
+
+    def test_deletes_every_job_of_a_name(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(capsys, "delete", database, "--name", "report")
+
+        assert code == 0, err
+        assert out == "deleted 2 jobs named 'report'\n"
+        left = {job["name"] for job in run_json(capsys, "jobs", database)}
+        assert left == {"charge", "receipt"}
+
+    def test_status_and_name_together(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        argv = ["delete", database, "--name", "report", "--status", "SCHEDULED"]
+
+        code, out, err = run_cli(capsys, *argv)
+
+        assert code == 0, err
+        assert out == "deleted 1 scheduled job named 'report'\n"
+        left = {job["status"] for job in run_json(capsys, "jobs", database)}
+        assert left == {"completed", "dead", "pending"}
+
+    def test_dry_run_counts_and_json_reports(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(
+            capsys, "delete", database, "--status", "dead", "--dry-run"
+        )
+        assert code == 0, err
+        assert out == "would delete 1 dead job (dry run)\n"
+        assert len(run_json(capsys, "jobs", database)) == 4
+
+        record = run_json(capsys, "delete", database, "--status", "dead")
+
+        assert record == {"deleted": 1}
+        left = {job["status"] for job in run_json(capsys, "jobs", database)}
+        assert left == {"completed", "pending", "scheduled"}
+
+    def test_running_job_is_left_alone(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        ids = ids_by_status(capsys, database)
+        record_queue(database, "web-1.invalid", alive=True, running=[ids["pending"]])
+
+        record = run_json(capsys, "delete", database, "--name", "report")
+
+        assert record == {"deleted": 1}
+        [left] = run_json(capsys, "jobs", database, "--name", "report")
+        assert left["id"] == ids["pending"]
+        assert left["status"] == "running"
 
 
 # -- enqueue ------------------------------------------------------------------

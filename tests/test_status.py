@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -369,6 +370,123 @@ class TestDelete:
 
         with pytest.raises(JobNotFound, match=r"no job with id 'nope'"):
             await pulse.delete("nope")
+
+
+class TestDeleteAll:
+    async def test_deletes_waiting_jobs_of_a_name(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        pulse.handle("fails", always_fail)
+        dead = await pulse.enqueue("fails", config=JobConfig.no_retry())
+        doomed = [
+            await pulse.enqueue("report"),
+            await pulse.schedule("report", None, delay=3600),
+        ]
+        kept = await pulse.enqueue("invoice")
+        async with pulse:
+            await pulse.wait(dead)
+
+        deleted = await pulse.delete_all(name="report")
+
+        assert deleted == 2
+        for job_id in doomed:
+            with pytest.raises(JobNotFound):
+                await pulse.status(job_id)
+        assert (await pulse.status(kept)).status is JobStatus.PENDING
+        assert (await pulse.status(dead)).status is JobStatus.DEAD
+
+    async def test_status_is_the_reported_one(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        due = await pulse.schedule("report", None, delay=60)
+        later = await pulse.schedule("report", None, delay=3600)
+        await trio.sleep(61)
+
+        deleted = await pulse.delete_all(status="pending")
+
+        assert deleted == 1
+        with pytest.raises(JobNotFound):
+            await pulse.status(due)
+        assert (await pulse.status(later)).status is JobStatus.SCHEDULED
+
+    async def test_running_jobs_are_left_alone(self, open_queue: OpenQueue) -> None:
+        pulse = (await open_queue()).with_workers(1)
+        started = trio.Event()
+
+        async def hang(_: Any) -> None:
+            started.set()
+            await trio.sleep_forever()
+
+        pulse.handle("hang", hang)
+        first = await pulse.enqueue("hang")
+        second = await pulse.enqueue("hang")
+        async with trio.open_nursery() as nursery:
+            await nursery.start(pulse.run)
+            await started.wait()
+            deleted = await pulse.delete_all(name="hang")
+            running = await pulse.status(first)
+            await pulse.shutdown_now()
+
+        assert deleted == 1
+        assert running.status is JobStatus.RUNNING
+        with pytest.raises(JobNotFound):
+            await pulse.status(second)
+
+    async def test_dry_run_counts_without_deleting(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        ids = await pulse.enqueue_many("report", range(3))
+
+        counted = await pulse.delete_all(name="report", dry_run=True)
+
+        assert counted == 3
+        assert len(await pulse.list_jobs(name="report")) == len(ids)
+
+    async def test_deletes_more_jobs_than_one_chunk(
+        self, open_queue: OpenQueue
+    ) -> None:
+        pulse = await open_queue()
+        count = 2 * _pulse.PRUNE_CHUNK + 7
+        await pulse.enqueue_many("report", range(count))
+        kept = await pulse.enqueue("invoice")
+
+        deleted = await pulse.delete_all(name="report", status=JobStatus.PENDING)
+
+        assert deleted == count
+        assert [job.id for job in await pulse.list_jobs()] == [kept]
+
+    async def test_each_deleted_job_is_logged(
+        self, open_queue: OpenQueue, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        pulse = await open_queue()
+        job_id = await pulse.schedule("report", None, delay=60)
+        caplog.set_level(logging.INFO, logger="pulse_trio")
+
+        await pulse.delete_all(name="report")
+
+        assert f"job {job_id} (report): deleted while scheduled" in caplog.text
+
+    @pytest.mark.parametrize(
+        ("arguments", "error", "message"),
+        [
+            ({}, ValueError, r"needs name=, status= or both"),
+            ({"status": "running"}, ValueError, r"status cannot be running"),
+            ({"status": "gone"}, ValueError, r"invalid job status 'gone'"),
+            ({"name": 7}, PulseError, r"job name must be a str, not int"),
+        ],
+        ids=["no-filter", "running", "unknown-status", "name-not-str"],
+    )
+    async def test_bad_arguments_delete_nothing(
+        self,
+        open_queue: OpenQueue,
+        arguments: dict[str, Any],
+        error: type[Exception],
+        message: str,
+    ) -> None:
+        pulse = await open_queue()
+        job_id = await pulse.enqueue("report")
+
+        with pytest.raises(error, match=message):
+            await pulse.delete_all(**arguments)
+
+        assert (await pulse.status(job_id)).status is JobStatus.PENDING
 
 
 class TestPurge:

@@ -2083,6 +2083,31 @@ def load_check_script(folder: Path) -> Any:
     return runpy.run_path(str(script))["check"]
 
 
+LIVE_QUEUE_SECONDS = 60
+"""Real seconds a queue may take to drain and be checked by the script."""
+
+
+def check_with_live_queue(
+    path: Path, handlers: dict[str, Any], check: Any, max_wait: float = 300.0
+) -> tuple[int, str]:
+    """Run a queue with *handlers* on *path* until no job is due, then
+    return the result of *check* while the queue still runs."""
+
+    async def run() -> tuple[int, str]:
+        pulse = await Pulse.new(path, workers=1)
+        try:
+            for name, handler in handlers.items():
+                pulse.handle(name, handler)
+            with trio.fail_after(LIVE_QUEUE_SECONDS):
+                async with pulse:
+                    await pulse.drain()
+                    return await trio.to_thread.run_sync(check, str(path), max_wait)
+        finally:
+            pulse.close()
+
+    return trio.run(run)
+
+
 @pytest.mark.processes
 class TestMonitoringScript:
     @pytest.mark.parametrize(
@@ -2093,15 +2118,13 @@ class TestMonitoringScript:
         self, dead: int, expected: str, tmp_path: Path
     ) -> None:
         path = tmp_path / "dead.db"
-
-        async def setup(pulse: Pulse) -> None:
-            pulse.handle("charge", fail)
-            await pulse.enqueue_many("charge", range(dead), JobConfig.no_retry())
-
-        make_database(path, setup, run_jobs=True)
+        config = JobConfig.no_retry()
+        make_database(
+            path, lambda pulse: pulse.enqueue_many("charge", range(dead), config)
+        )
         check = load_check_script(tmp_path)
 
-        status, message = check(str(path), 300.0)
+        status, message = check_with_live_queue(path, {"charge": fail}, check)
 
         assert status == 2
         assert message == expected
@@ -2111,10 +2134,35 @@ class TestMonitoringScript:
         make_database(path, lambda pulse: pulse.enqueue("report", 1))
         check = load_check_script(tmp_path)
 
-        status, message = check(str(path), 300.0)
+        status, message = check_with_live_queue(path, {"report": succeed}, check)
 
         assert status == 0
-        assert message == "OK: 1 pending, 0 completed in the last hour"
+        assert message == "OK: 0 pending, 1 completed in the last hour, 1 live queue"
+
+    def test_no_live_queue_is_critical(self, tmp_path: Path) -> None:
+        path = tmp_path / "stopped.db"
+        make_database(path, lambda pulse: pulse.enqueue("report", 1))
+        check = load_check_script(tmp_path)
+
+        status, message = check(str(path), 300.0)
+
+        assert status == 2
+        assert message == "CRITICAL: no live queue runs on the database"
+
+    def test_unhandled_name_is_critical(self, tmp_path: Path) -> None:
+        path = tmp_path / "unhandled.db"
+
+        async def setup(pulse: Pulse) -> None:
+            await pulse.enqueue("report", 1)
+            await pulse.enqueue_many("resize", [640, 320])
+
+        make_database(path, setup)
+        check = load_check_script(tmp_path)
+
+        status, message = check_with_live_queue(path, {"report": succeed}, check)
+
+        assert status == 2
+        assert message == "CRITICAL: no live queue handles resize (2 due)"
 
     def test_long_wait_is_critical(self, tmp_path: Path) -> None:
         path = tmp_path / "slow.db"

@@ -139,6 +139,19 @@ def _insert_run(batch: list[Message], start: int) -> list[Insert]:
 
 
 @attrs.define
+class _DirectGroup:
+    """Requests of callers that write by themselves and share one commit.
+
+    *taken* tells whether a caller took the requests to commit them, and
+    *done* is set once their replies are sent, or once the caller that
+    would have taken them was cancelled."""
+
+    messages: list[Message]
+    taken: bool = False
+    done: trio.Event = attrs.field(factory=trio.Event)
+
+
+@attrs.define
 class _BatchResult:
     """The result of one transaction: each request's outcome and the claim."""
 
@@ -243,6 +256,8 @@ class Persistence:
     # Held by a caller that writes by itself (no actor runs) for its commit
     # and, when one is due, the checkpoint after it.
     _direct: trio.Lock = attrs.field(factory=trio.Lock, init=False)
+    # The requests of such callers that wait for the next direct commit.
+    _direct_group: _DirectGroup | None = attrs.field(default=None, init=False)
 
     # -- sending ---------------------------------------------------------
 
@@ -255,10 +270,69 @@ class Persistence:
                 return
             except trio.ClosedResourceError:
                 pass  # the actor is finishing; this task writes by itself
-        async with self._direct:
-            outcomes = await self._commit([message], settle=False)
+        while (group := self._direct_group) is not None:
+            # Another caller is about to commit; this request shares it.
+            group.messages.append(message)
+            await group.done.wait()
+            if group.taken:
+                return
+            # That caller was cancelled before it took the group: try again.
+        await self._lead_direct(_DirectGroup([message]))
+
+    async def _lead_direct(self, group: _DirectGroup) -> None:
+        """Commit the requests of *group*, of this caller and of those that
+        join it until this caller holds the lock, then reply once they are
+        durable."""
+        self._direct_group = group
+        try:
+            # Acquiring lets the other tasks of this step of the event loop
+            # run, so that their requests join the group.
+            await self._direct.acquire()
+        except BaseException:
+            # Cancelled while waiting: the others commit by themselves.
+            group.messages.pop(0)
+            if self._direct_group is group:
+                self._direct_group = None
+            group.done.set()
+            raise
+        if self._direct_group is group:
+            self._direct_group = None
+        group.taken = True
+        try:
+            if len(group.messages) == 1:
+                # Alone, so a cancellation hurts only this caller.
+                await self._commit_direct(group)
+            else:
+                # The other callers' requests are applied here or nowhere.
+                with trio.CancelScope(shield=True):
+                    await self._commit_direct(group)
+        except BaseException as exc:
+            # A bug, not a failed write (those become replies): the other
+            # callers get it too, rather than waiting for ever.
+            for other in group.messages[1:]:
+                reply = getattr(other, "reply", None)
+                if reply is not None and not reply.done:
+                    reply.fail(exc)
+            raise
+        finally:
+            group.done.set()
+
+    async def _commit_direct(self, group: _DirectGroup) -> None:
+        """Apply the requests of *group* in as few transactions as the time
+        budget allows, release the lock, then settle their outcomes."""
+        try:
+            batch = list(group.messages)
+            outcomes: list[Outcome] = []
+            while batch:
+                applied = await self._commit(batch, settle=False)
+                outcomes += applied
+                del batch[: len(applied)]
+                if batch:
+                    await trio.lowlevel.cancel_shielded_checkpoint()
             if self.store.has_wal and self._committed >= self._checkpoint_at:
                 await self._checkpoint()
+        finally:
+            self._direct.release()
         await self._settle(outcomes)
 
     def try_submit_nowait(self, message: Message) -> bool:

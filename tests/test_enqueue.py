@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import sqlite3
 from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from pathlib import Path
@@ -141,6 +142,65 @@ class TestGroupCommit:
         assert count_jobs(pulse) == 200
         # Each round of 40 waiting tasks shares one commit.
         assert commits <= 10
+
+    @pytest.mark.parametrize("synchronous", ["NORMAL", "FULL"])
+    async def test_enqueues_share_commits_without_run(
+        self, open_file_queue: OpenQueue, synchronous: str
+    ) -> None:
+        # A producer that never runs the queue commits by itself: the
+        # enqueues of tasks woken together share its commit and its sync.
+        pulse = await open_file_queue(synchronous=synchronous)
+        ids: list[str] = []
+
+        async def produce() -> None:
+            for index in range(5):
+                ids.append(await pulse.enqueue("later", index))
+
+        before = pulse._persistence._committed
+        async with trio.open_nursery() as nursery:
+            for _ in range(40):
+                nursery.start_soon(produce)
+        commits = pulse._persistence._committed - before
+
+        assert len(set(ids)) == 200
+        assert count_jobs(pulse) == 200
+        assert commits <= 20
+
+    async def test_cancelled_first_caller_leaves_others(
+        self, open_file_queue: OpenQueue, database_path: Path
+    ) -> None:
+        # The first caller of a group waits for the lock while another
+        # caller's commit waits for a second connection's write lock.
+        pulse = await open_file_queue()
+        holder = sqlite3.connect(database_path, isolation_level=None)
+        holder.execute("BEGIN IMMEDIATE")
+        stored: dict[str, str] = {}
+
+        async def produce(label: str) -> None:
+            stored[label] = await pulse.enqueue("later", label)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(produce, "blocked")
+            await trio.sleep(0.01)
+            first = trio.CancelScope()
+
+            async def produce_first() -> None:
+                with first:
+                    await produce("cancelled")
+
+            nursery.start_soon(produce_first)
+            await trio.sleep(0.01)
+            nursery.start_soon(produce, "joined")
+            await trio.sleep(0.01)
+            first.cancel()
+            await trio.sleep(0.01)
+            holder.execute("COMMIT")
+        holder.close()
+
+        assert first.cancelled_caught
+        assert sorted(stored) == ["blocked", "joined"]
+        payloads = [job.payload for job in await pulse.list_jobs()]
+        assert sorted(payloads) == ["blocked", "joined"]
 
     async def test_failing_request_fails_alone(self, open_queue: OpenQueue) -> None:
         # Inserts merged into one statement are applied one by one again

@@ -75,7 +75,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         args = parser.parse_args(argv)
     except SystemExit as exc:  # argparse exits after --help or a usage error
         return exc.code if isinstance(exc.code, int) else EXIT_USAGE
-    run = COMMANDS[args.command]
+    library_logger = logging.getLogger("pulse_trio")
+    quiet = logging.NullHandler()
+    if args.command != "worker":
+        # These commands print what happened to each job themselves, so the
+        # library's log records would only repeat it, through Python's
+        # last-resort handler, without this program's prefix.
+        library_logger.addHandler(quiet)
+    try:
+        return _run_command(COMMANDS[args.command], args)
+    finally:
+        library_logger.removeHandler(quiet)
+
+
+def _run_command(run: Command, args: argparse.Namespace) -> int:
+    """Run one command and return its exit status, printing its errors."""
     try:
         return trio.run(run, args)
     except UsageError as exc:
@@ -340,9 +354,12 @@ async def _delete(args: argparse.Namespace) -> int:
     try:
         if args.job_ids:
             return await _delete_ids(pulse, args)
-        count = await pulse.delete_all(
-            name=args.name, status=args.status, dry_run=args.dry_run
-        )
+        try:
+            count = await pulse.delete_all(
+                name=args.name, status=args.status, dry_run=args.dry_run
+            )
+        except InvalidJobName as exc:
+            raise UsageError(f"invalid --name: {exc}") from None
     finally:
         pulse.close()
     if args.json:

@@ -204,7 +204,7 @@ def render_jobs(jobs: Sequence[Job]) -> str:
 
 def _describe_runner(owner: str, runner: QueueInfo | None) -> str:
     if runner is None:
-        return f"queue {owner}, no longer recorded"
+        return f"queue {owner}, no longer recorded, so 'recover' puts the job back"
     state = "alive" if runner.alive else "dead, so 'recover' puts the job back"
     return f"queue {owner} (host {runner.host}, pid {runner.pid}), {state}"
 

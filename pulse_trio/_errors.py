@@ -17,8 +17,8 @@ class JobNotFound(PulseError, LookupError):
 
     def __init__(self, job_id: str) -> None:
         super().__init__(
-            f"no job with id {job_id!r} exists in this database; "
-            "check the id returned by enqueue()"
+            f"no job with id {job_id!r} exists in this database; check the id "
+            "returned by enqueue(), or whether the job was deleted or purged"
         )
         self.job_id = job_id
 

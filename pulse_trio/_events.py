@@ -31,7 +31,7 @@ class EventKind(enum.Enum):
     RECOVERED = "recovered"
     """The process running the job died; the job is due again or dead."""
     DELETED = "deleted"
-    """The job was deleted by :meth:`Pulse.delete`."""
+    """The job was deleted by :meth:`Pulse.delete` or :meth:`Pulse.delete_all`."""
 
 
 @attrs.frozen

@@ -125,6 +125,13 @@ class QueueOptions:
         )
 
 
+def check_flag(value: object, *, name: str) -> bool:
+    """Return *value* if it is a bool, else raise TypeError naming *name*."""
+    if not isinstance(value, bool):
+        raise TypeError(f"{name} must be True or False, not {value!r}")
+    return value
+
+
 MAX_WORKERS = 10_000
 """Upper bound on workers: each is a task with its own channel."""
 

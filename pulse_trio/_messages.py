@@ -268,19 +268,19 @@ class Purge:
 
 @attrs.frozen
 class RetryAllDead:
-    """Make the jobs with the seqs *seqs* pending, those that are dead."""
+    """Make the jobs with the ids *ids* pending, those that are dead."""
 
-    seqs: tuple[int, ...]
+    ids: tuple[str, ...]
     reply: Reply[list[tuple[str, str]]]
 
 
 @attrs.frozen
 class DeleteMatching:
-    """Delete the jobs with the seqs *seqs* that are not running and, if
+    """Delete the jobs with the ids *ids* that are not running and, if
     *status* is set, still have that reported status; the reply is the id,
     name and stored status of each deleted job."""
 
-    seqs: tuple[int, ...]
+    ids: tuple[str, ...]
     status: str | None
     reply: Reply[list[tuple[str, str, str]]]
 

@@ -142,9 +142,9 @@ def _insert_run(batch: list[Message], start: int) -> list[Insert]:
 class _DirectGroup:
     """Requests of callers that write by themselves and share one commit.
 
-    *taken* tells whether a caller took the requests to commit them, and
-    *done* is set once their replies are sent, or once the caller that
-    would have taken them was cancelled."""
+    *taken* is true once a caller took the requests to commit them. *done*
+    is set once their replies are sent, or once the caller that would have
+    taken them was cancelled."""
 
     messages: list[Message]
     taken: bool = False
@@ -242,6 +242,9 @@ class Persistence:
     # Set when a task waits for a sync: a request with a reply.
     _sync_urgent: trio.Event = attrs.field(factory=trio.Event, init=False)
     _sync_done: bool = attrs.field(default=False, init=False)
+    # The commits of this connection and the data version of the file when
+    # the last successful sync started.
+    _synced_mark: tuple[int, int] = attrs.field(default=(-1, -1), init=False)
     # Transactions committed.
     _committed: int = attrs.field(default=0, init=False)
     _checkpoint_at: int = attrs.field(factory=lambda: FIRST_CHECKPOINT, init=False)
@@ -600,6 +603,12 @@ class Persistence:
         the sync failed. Under ``synchronous="NORMAL"`` do nothing."""
         if not self.store.durable:
             return None
+        # A sync covers the commits made before it starts. When no commit
+        # was made since the last sync started, here or by another
+        # connection, there is nothing to sync.
+        mark = (self._committed, self.store.data_version())
+        if mark == self._synced_mark:
+            return None
         try:
             with autojump_paused():
                 await trio.to_thread.run_sync(self.store.sync, limiter=self._threads)
@@ -611,6 +620,7 @@ class Persistence:
             error.__cause__ = exc
             logger.error("%s", error, exc_info=error)
             return error
+        self._synced_mark = max(self._synced_mark, mark)
         return None
 
     def _execute(self, batch: list[Message]) -> _BatchResult:
@@ -767,8 +777,8 @@ class Persistence:
                 return self._retry_dead(job_id, now)
             case Delete(job_id=job_id):
                 return self._delete(job_id)
-            case DeleteMatching(seqs=seqs, status=status):
-                deleted = self.store.delete_seqs(seqs, status, now)
+            case DeleteMatching(ids=ids, status=status):
+                deleted = self.store.delete_ids(ids, status, now)
                 return [(row["id"], row["name"], row["status"]) for row in deleted]
             case RenewLease(owner=owner, lease_until=lease_until, handles=handles):
                 self.store.upsert_owner(
@@ -788,11 +798,11 @@ class Persistence:
                 return None
             case Purge(status=status, before=before, limit=limit):
                 return self.store.purge(status, before, limit)
-            case RetryAllDead(seqs=seqs):
+            case RetryAllDead(ids=ids):
                 self._want_claim()
                 return [
                     (row["id"], row["name"])
-                    for row in self.store.retry_dead_seqs(seqs, now)
+                    for row in self.store.retry_dead_ids(ids, now)
                 ]
 
     def _want_claim(self) -> None:

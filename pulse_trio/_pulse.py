@@ -36,6 +36,7 @@ from ._inputs import (
     QueueOptions,
     check_config,
     check_due_range,
+    check_flag,
     check_workers,
     config_columns,
     due_time,
@@ -94,6 +95,13 @@ PRUNE_INTERVAL = 60.0
 """Seconds between two passes of the task that deletes old completed jobs."""
 
 PRUNE_CHUNK = 500
+
+SCAN_WINDOW = 10_000
+"""Seqs that :meth:`Pulse.delete_all` reads in one step of the event loop."""
+
+DELETE_CHUNK = 200
+"""Jobs that :meth:`Pulse.delete_all` deletes per transaction; each one is
+also logged, in the same step of the event loop."""
 """Rows deleted per transaction by purges and the retention task."""
 
 WAIT_POLL = 0.05
@@ -490,10 +498,11 @@ class Pulse:
 
         Pass one or both filters; *status* is a reported status, as in
         :meth:`list_jobs`, so ``"pending"`` includes scheduled and retrying
-        jobs that are due. Only jobs that matched when the call started are
-        deleted, and only those that still match and are not running then:
-        a job a worker has started meanwhile is left to finish. Each
-        deleted job is logged and emits a ``DELETED`` event.
+        jobs that are due. Only jobs stored before the call started are
+        deleted, and only those that still match and are not running when
+        their turn comes: a job a worker has started meanwhile is left to
+        finish. Each deleted job is logged at INFO and emits a ``DELETED``
+        event, and :meth:`wait` on it raises :exc:`JobNotFound`.
 
         Args:
             name: Delete only jobs of this name.
@@ -507,6 +516,7 @@ class Pulse:
             ValueError: Neither filter was given, or *status* is RUNNING.
         """
         self._check_usable()
+        check_flag(dry_run, name="dry_run")
         if name is not None:
             check_job_name(name)
         stored = None if status is None else to_status(status).value
@@ -521,20 +531,34 @@ class Pulse:
                 "empties the queue by mistake; to delete every waiting job, "
                 "call it once per status"
             )
-        seqs: list[int] = []
-        now = self._clock.now_us()
-        while page := self._store.matching_seqs(
-            stored, name, seqs[-1] if seqs else -1, PRUNE_CHUNK, now
-        ):
-            seqs += page
+        await trio.lowlevel.checkpoint()
+        seqs = self._store.seq_range()
+        if seqs is None:
+            return 0
+        # New jobs get higher seqs, so the jobs stored before this call are
+        # those up to the highest seq now.
+        # NOTE: SQLite gives a new job the seq of the newest job if that one
+        # was deleted meanwhile, so such a job may be deleted too.
+        after, last = seqs[0] - 1, seqs[1]
+        count = 0
+        while after < last:
+            window = (after, min(after + SCAN_WINDOW, last))
+            now = self._clock.now_us()
+            if dry_run:
+                count += self._store.count_matching(stored, name, window, now)
+            else:
+                ids = self._store.matching_ids(stored, name, window, now)
+                count += await self._delete_ids(ids, stored)
+            after = window[1]
             await trio.lowlevel.checkpoint()
-        if dry_run:
-            return len(seqs)
+        return count
+
+    async def _delete_ids(self, ids: list[str], status: str | None) -> int:
         deleted = 0
-        for start in range(0, len(seqs), PRUNE_CHUNK):
+        for start in range(0, len(ids), DELETE_CHUNK):
             reply: Reply[list[tuple[str, str, str]]] = Reply()
-            chunk = tuple(seqs[start : start + PRUNE_CHUNK])
-            message = DeleteMatching(seqs=chunk, status=stored, reply=reply)
+            chunk = tuple(ids[start : start + DELETE_CHUNK])
+            message = DeleteMatching(ids=chunk, status=status, reply=reply)
             await self._persistence.submit(message)
             deleted += len(await reply.wait())
         return deleted
@@ -551,17 +575,18 @@ class Pulse:
         self._check_usable()
         # The dead jobs are listed first, so that one that dies again while
         # the call goes on is not retried twice.
-        seqs: list[int] = []
+        ids: list[str] = []
+        until = self._clock.now_us()
         after = (-1, -1)
-        while page := self._store.dead_seqs(name, after, PRUNE_CHUNK):
-            seqs += [seq for _, seq in page]
-            after = page[-1]
+        while page := self._store.dead_page(name, until, after, PRUNE_CHUNK):
+            ids += [job_id for _, _, job_id in page]
+            after = page[-1][:2]
             await trio.lowlevel.checkpoint()
         retried = 0
-        for start in range(0, len(seqs), PRUNE_CHUNK):
+        for start in range(0, len(ids), PRUNE_CHUNK):
             reply: Reply[list[tuple[str, str]]] = Reply()
-            chunk = tuple(seqs[start : start + PRUNE_CHUNK])
-            await self._persistence.submit(RetryAllDead(seqs=chunk, reply=reply))
+            chunk = tuple(ids[start : start + PRUNE_CHUNK])
+            await self._persistence.submit(RetryAllDead(ids=chunk, reply=reply))
             retried += len(await reply.wait())
         return retried
 
@@ -612,6 +637,7 @@ class Pulse:
             ValueError: *status* is not COMPLETED or DEAD.
         """
         self._check_usable()
+        check_flag(dry_run, name="dry_run")
         status = to_status(status)
         if status not in FINISHED_STATUSES:
             raise ValueError(
@@ -641,7 +667,8 @@ class Pulse:
         """Wait until the job *job_id* is completed or dead, and return it.
 
         Raises:
-            JobNotFound: No such job.
+            JobNotFound: No such job, or it was deleted while this call
+                waited.
             PulseError: Nothing can finish the job: it is the job of the
                 calling handler, or the queue is in memory and not running
                 (an inline queue runs jobs only inside enqueue() and drain()).
@@ -1095,14 +1122,19 @@ class Pulse:
 
         Running queues do this when they start and every lease/3, so this
         serves a database on which no queue runs, such as after a worker
-        was killed: the jobs become due again (or dead, if that run was
-        their last attempt) without starting a worker that would run them.
+        was killed. The jobs become due again, or dead if that run was
+        their last attempt, and no worker starts to run them.
         A queue counts as dead as in :class:`QueueInfo`: on this host when
         its process is gone, elsewhere when its lease has expired.
         """
         self._check_usable()
         reply: Reply[list[Any]] = Reply()
-        own_id = "" if self._owner is None else self._owner.id
+        if self._owner is not None:
+            own_id = self._owner.id
+        elif self._inline is not None:
+            own_id = self._inline.owner_id  # the job of a handler that calls this
+        else:
+            own_id = ""
         await self._persistence.submit(RecoverOrphans(own_id=own_id, reply=reply))
         return [job.id for job, _ in await reply.wait()]
 

@@ -298,19 +298,23 @@ WHERE ({status_filter}) AND (:name IS NULL OR name = :name)
 ORDER BY seq DESC LIMIT :limit
 """
 
-# Bulk deletes page through the matching jobs in seq order, then delete
-# them by seq, checking the status filter again at the time of deletion,
-# so a job that started or changed in between is left alone.
-SELECT_MATCHING_SEQS = """
-SELECT seq FROM pulse_jobs
-WHERE ({status_filter}) AND status != 'running'
-  AND (:name IS NULL OR name = :name) AND seq > :after
-ORDER BY seq LIMIT :limit
+# Bulk deletes read the jobs in windows of seqs, up to the last seq when
+# the call started, so each read is a short range scan however few jobs
+# match. They delete by id, because SQLite may give a deleted seq to a new
+# job. They check the status filter again at deletion, so a job that
+# started or changed in between is left alone.
+SEQ_RANGE = "SELECT min(seq), max(seq) FROM pulse_jobs"
+
+MATCHING_IN_WINDOW = """
+SELECT {columns} FROM pulse_jobs
+WHERE seq > :after AND seq <= :until
+  AND ({status_filter}) AND status != 'running'
+  AND (:name IS NULL OR name = :name)
 """
 
-DELETE_SEQS = """
+DELETE_IDS = """
 DELETE FROM pulse_jobs
-WHERE seq IN (SELECT value FROM json_each(:seqs))
+WHERE id IN (SELECT value FROM json_each(:ids))
   AND ({status_filter}) AND status != 'running'
 RETURNING id, name, status
 """
@@ -334,20 +338,21 @@ DELETE FROM pulse_jobs WHERE seq IN (
 )
 """
 
-# Pages through the dead jobs in the order of the index of finished jobs;
-# :after_time and :after_seq are the last row of the previous page.
-SELECT_DEAD_SEQS = """
-SELECT finished_at, seq FROM pulse_jobs
+# Pages through the jobs that died by :until, in the order of the index
+# of finished jobs; :after_time and :after_seq are the last row of the
+# previous page.
+SELECT_DEAD_PAGE = """
+SELECT finished_at, seq, id FROM pulse_jobs
 WHERE status IN ('completed', 'dead') AND status = 'dead'
-  AND (:name IS NULL OR name = :name)
+  AND (:name IS NULL OR name = :name) AND finished_at <= :until
   AND (finished_at, seq) > (:after_time, :after_seq)
 ORDER BY finished_at, seq LIMIT :limit
 """
 
-RETRY_DEAD_SEQS = """
+RETRY_DEAD_IDS = """
 UPDATE pulse_jobs
 SET status = 'pending', attempts = 0, run_at = :now, started_at = NULL,
     finished_at = NULL
-WHERE seq IN (SELECT value FROM json_each(:seqs)) AND status = 'dead'
+WHERE id IN (SELECT value FROM json_each(:ids)) AND status = 'dead'
 RETURNING id, name
 """

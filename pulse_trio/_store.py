@@ -573,20 +573,18 @@ class Store:
         params = {"status": status, "before": before, "limit": limit}
         return self.conn.execute(_sql.PURGE_FINISHED, params).rowcount
 
-    def retry_dead_seqs(self, seqs: Sequence[int], now: int) -> list[Row]:
-        """Make the dead jobs among *seqs* pending, and return their ids and
+    def retry_dead_ids(self, ids: Sequence[str], now: int) -> list[Row]:
+        """Make the dead jobs among *ids* pending, and return their ids and
         names."""
-        params = {"seqs": json.dumps(list(seqs)), "now": now}
-        return self.conn.execute(_sql.RETRY_DEAD_SEQS, params).fetchall()
+        params = {"ids": json.dumps(list(ids)), "now": now}
+        return self.conn.execute(_sql.RETRY_DEAD_IDS, params).fetchall()
 
-    def delete_seqs(
-        self, seqs: Sequence[int], status: str | None, now: int
-    ) -> list[Row]:
-        """Delete the jobs among *seqs* that are not running and, if
-        *status* is set, still have that reported status; return their ids,
-        names and stored statuses."""
-        query = _sql.DELETE_SEQS.format(status_filter=_status_filter(status))
-        params = {"seqs": json.dumps(list(seqs)), "now": now}
+    def delete_ids(self, ids: Sequence[str], status: str | None, now: int) -> list[Row]:
+        """Delete the jobs among *ids* that are not running and, if *status*
+        is set, still have that reported status. Return the id, name and
+        stored status of each deleted job."""
+        query = _sql.DELETE_IDS.format(status_filter=_status_filter(status))
+        params = {"ids": json.dumps(list(ids)), "now": now}
         return self.conn.execute(query, params).fetchall()
 
     def upsert_owner(self, fields: Mapping[str, Any]) -> None:
@@ -677,14 +675,35 @@ class Store:
         return self.conn.execute(query, params).fetchall()
 
     @_reads
-    def matching_seqs(
-        self, status: str | None, name: str | None, after: int, limit: int, now: int
-    ) -> list[int]:
-        """Return the seqs of up to *limit* jobs after seq *after* that are
-        not running, have the reported *status* and the *name* if set."""
-        query = _sql.SELECT_MATCHING_SEQS.format(status_filter=_status_filter(status))
-        params = {"name": name, "after": after, "limit": limit, "now": now}
+    def seq_range(self) -> tuple[int, int] | None:
+        """Return the lowest and highest seq of any job, or ``None``."""
+        low, high = self.conn.execute(_sql.SEQ_RANGE).fetchone()
+        return None if low is None else (low, high)
+
+    @_reads
+    def matching_ids(
+        self, status: str | None, name: str | None, window: tuple[int, int], now: int
+    ) -> list[str]:
+        """Return the ids of the jobs with a seq in *window* (after its
+        first, up to its last) that are not running, have the reported
+        *status* and the *name* if set."""
+        query = _sql.MATCHING_IN_WINDOW.format(
+            columns="id", status_filter=_status_filter(status)
+        )
+        params = {"name": name, "after": window[0], "until": window[1], "now": now}
         return [row[0] for row in self.conn.execute(query, params)]
+
+    @_reads
+    def count_matching(
+        self, status: str | None, name: str | None, window: tuple[int, int], now: int
+    ) -> int:
+        """Return how many jobs :meth:`matching_ids` would return."""
+        query = _sql.MATCHING_IN_WINDOW.format(
+            columns="count(*)", status_filter=_status_filter(status)
+        )
+        params = {"name": name, "after": window[0], "until": window[1], "now": now}
+        count: int = self.conn.execute(query, params).fetchone()[0]
+        return count
 
     @_reads
     def data_version(self) -> int:
@@ -698,19 +717,21 @@ class Store:
         return row
 
     @_reads
-    def dead_seqs(
-        self, name: str | None, after: tuple[int, int], limit: int
-    ) -> list[tuple[int, int]]:
-        """Return (finished_at, seq) of up to *limit* dead jobs after *after*,
-        in the order they died, only those named *name* if set."""
+    def dead_page(
+        self, name: str | None, until: int, after: tuple[int, int], limit: int
+    ) -> list[tuple[int, int, str]]:
+        """Return (finished_at, seq, id) of up to *limit* jobs that died by
+        *until*, after *after* in the order they died, only those named
+        *name* if set."""
         params = {
             "name": name,
+            "until": until,
             "after_time": after[0],
             "after_seq": after[1],
             "limit": limit,
         }
-        cursor = self.conn.execute(_sql.SELECT_DEAD_SEQS, params)
-        return [(row[0], row[1]) for row in cursor]
+        cursor = self.conn.execute(_sql.SELECT_DEAD_PAGE, params)
+        return [(row[0], row[1], row[2]) for row in cursor]
 
     @_reads
     def dead(self) -> list[Row]:

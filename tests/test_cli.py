@@ -992,6 +992,27 @@ class TestRecover:
         assert set(records[0]) == JOB_RECORD_KEYS
         assert run_json(capsys, "recover", path) == []
 
+    @pytest.mark.processes
+    def test_prints_no_log_records(self, tmp_path: Path) -> None:
+        # The library logs each recovered job as a warning; run as a
+        # program with no logging set up, the command prints only its own
+        # lines.
+        path = tmp_path / "recover.db"
+        [lost] = make_database(path, lambda pulse: pulse.enqueue_many("export", [1]))
+        record_queue(path, "dead.example", alive=False, running=[lost])
+
+        result = subprocess.run(
+            [sys.executable, "-m", "pulse_trio", "recover", str(path)],
+            capture_output=True,
+            text=True,
+            timeout=STARTUP_TIMEOUT,
+            check=False,
+        )
+
+        assert result.returncode == 0, result.stderr
+        assert result.stderr == ""
+        assert f"recovered job {lost} (export), now pending" in result.stdout
+
     def test_show_names_the_queue_that_runs_a_job(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
@@ -1124,6 +1145,17 @@ class TestDelete:
         assert code == 2
         assert out == ""
         assert message in err
+        assert len(run_json(capsys, "jobs", database)) == 4
+
+    @pytest.mark.parametrize("name", ["", "   ", "x" * 201])
+    def test_invalid_name_is_a_usage_error(
+        self, name: str, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        code, out, err = run_cli(capsys, "delete", database, "--name", name)
+
+        assert code == 2
+        assert out == ""
+        assert "pulse-trio: error: invalid --name: job name" in err
         assert len(run_json(capsys, "jobs", database)) == 4
 
     def test_deletes_every_job_of_a_name(

@@ -383,6 +383,40 @@ def test_full_syncs_do_not_wait_for_handler_threads(tmp_path: Path) -> None:
     trio.run(main)
 
 
+async def test_full_wait_syncs_only_after_new_commits(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = tmp_path / "queue.db"
+    pulse = await Pulse.new(path, synchronous="FULL")
+    pulse.handle("work", lambda payload: None)
+    ids = await pulse.enqueue_many("work", range(5))
+    async with pulse:
+        await pulse.drain()
+    syncs: list[int] = []
+    real_sync = pulse._store.sync
+
+    def counting_sync() -> None:
+        syncs.append(1)
+        real_sync()
+
+    monkeypatch.setattr(pulse._store, "sync", counting_sync)
+
+    for job_id in ids:
+        await pulse.wait(job_id)
+    after_waits = len(syncs)
+    # A commit by another connection may not be synced yet, so the next
+    # wait() syncs again.
+    other = sqlite3.connect(path)
+    with other:
+        other.execute("CREATE TABLE unrelated (value INTEGER)")
+    other.close()
+    await pulse.wait(ids[0])
+
+    assert after_waits <= 1
+    assert len(syncs) == after_waits + 1
+    pulse.close()
+
+
 async def test_normal_mode_never_syncs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

@@ -412,6 +412,23 @@ async def test_recover_without_running_queue(tmp_path: Path) -> None:
     pulse.close()
 
 
+async def test_recover_spares_job_of_inline_queue() -> None:
+    # An inline queue runs the job in the enqueuing task and records no
+    # queue, so its own job must not look like the job of a dead one.
+    pulse = Pulse.in_memory(inline=True)
+    recovered: list[str] = []
+
+    async def recover_from_handler(_: object) -> None:
+        recovered.extend(await pulse.recover())
+
+    pulse.handle("check", recover_from_handler)
+    job_id = await pulse.enqueue("check")
+
+    assert recovered == []
+    assert (await pulse.status(job_id)).status is JobStatus.COMPLETED
+    pulse.close()
+
+
 async def test_lease_bounds_recovery_of_remote_owner(tmp_path: Path) -> None:
     lease = 3.0
     db = tmp_path / "queue.db"

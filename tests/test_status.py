@@ -9,9 +9,12 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from pulse_trio import (
+    EventKind,
     JobConfig,
+    JobEvent,
     JobNotDead,
     JobNotFound,
     JobPriority,
@@ -463,15 +466,86 @@ class TestDeleteAll:
 
         assert f"job {job_id} (report): deleted while scheduled" in caplog.text
 
+    async def test_jobs_stored_during_the_call_are_kept(
+        self, open_queue: OpenQueue, monkeypatch: pytest.MonkeyPatch
+    ) -> None:
+        # Small windows and chunks, so that the call takes many steps.
+        monkeypatch.setattr(_pulse, "SCAN_WINDOW", 100)
+        monkeypatch.setattr(_pulse, "DELETE_CHUNK", 30)
+        pulse = await open_queue()
+        before = await pulse.enqueue_many("report", range(1000))
+        started = trio.Event()
+        late: list[str] = []
+
+        async def enqueue_late() -> None:
+            await started.wait()
+            for index in range(20):
+                late.append(await pulse.enqueue("report", {"late": index}))
+                await trio.lowlevel.checkpoint()
+
+        async def delete_reports() -> None:
+            started.set()
+            assert await pulse.delete_all(name="report") == len(before)
+
+        async with trio.open_nursery() as nursery:
+            nursery.start_soon(enqueue_late)
+            nursery.start_soon(delete_reports)
+
+        left = [job.id for job in await pulse.list_jobs(limit=2000)]
+        assert sorted(left) == sorted(late)
+
+    async def test_new_job_with_reused_seq_is_kept(self, open_queue: OpenQueue) -> None:
+        # SQLite gives a new row the seq of the newest row once that row is
+        # deleted, so the bulk delete must match ids, not seqs.
+        pulse = await open_queue()
+        ids = await pulse.enqueue_many("report", range(500))
+        first_deleted = trio.Event()
+        replacement: list[str] = []
+
+        def on_event(event: JobEvent) -> None:
+            if event.kind is EventKind.DELETED:
+                first_deleted.set()
+
+        pulse.add_listener(on_event)
+
+        async def replace_newest() -> None:
+            await first_deleted.wait()
+            await pulse.delete(ids[-1])
+            replacement.append(await pulse.enqueue("report", "new"))
+
+        async with pulse, trio.open_nursery() as nursery:
+            nursery.start_soon(replace_newest)
+            await pulse.delete_all(name="report")
+
+        assert [job.id for job in await pulse.list_jobs()] == replacement
+
+    async def test_no_match_still_checkpoints(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        await pulse.enqueue("report")
+
+        with trio.testing.assert_checkpoints():
+            assert await pulse.delete_all(name="invoice") == 0
+
     @pytest.mark.parametrize(
         ("arguments", "error", "message"),
         [
             ({}, ValueError, r"needs name=, status= or both"),
+            (
+                {"name": "report", "dry_run": "no"},
+                TypeError,
+                r"dry_run must be True or False, not 'no'",
+            ),
             ({"status": "running"}, ValueError, r"status cannot be running"),
             ({"status": "gone"}, ValueError, r"invalid job status 'gone'"),
             ({"name": 7}, PulseError, r"job name must be a str, not int"),
         ],
-        ids=["no-filter", "running", "unknown-status", "name-not-str"],
+        ids=[
+            "no-filter",
+            "dry-run-not-bool",
+            "running",
+            "unknown-status",
+            "name-not-str",
+        ],
     )
     async def test_bad_arguments_delete_nothing(
         self,

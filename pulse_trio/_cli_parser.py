@@ -98,8 +98,11 @@ class CommandParser(argparse.ArgumentParser):
                 self._in_intermixed_pass = False
         else:
             namespace, extras = super().parse_known_args(args, namespace)
-        # Unknown arguments are reported first, by the top-level parser.
-        if self.check is not None and not extras:
+        # Reported here rather than by the top-level parser, so that the
+        # message comes with this command's usage.
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        if self.check is not None:
             problem = self.check(namespace)
             if problem is not None:
                 self.error(problem)

@@ -77,7 +77,13 @@ def pulse_handlers() -> Mapping[str, HandlerFunction]:
 
 @pytest.fixture
 def pulse_workers() -> int:
-    """How many jobs the ``pulse`` fixture runs at once."""
+    """How many jobs the ``pulse`` fixture runs at once.
+
+    Override it to return 1 to see jobs run one at a time. The queue is
+    already running, so a job whose handler is registered starts as soon as
+    it is enqueued: to test priority order, enqueue every job first and
+    register the handler after.
+    """
     return DEFAULT_TEST_WORKERS
 
 

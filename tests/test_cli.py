@@ -2222,6 +2222,28 @@ def parser_commands(parser: argparse.ArgumentParser) -> dict[str, Any]:
     return choices
 
 
+@pytest.mark.parametrize(
+    ("argv", "command"),
+    [
+        (["jobs", "{db}", "--bogus"], "jobs"),
+        (["enqueue", "{db}", "report", "-1e3"], "enqueue"),
+    ],
+    ids=["unknown-option", "negative-payload"],
+)
+def test_unknown_argument_shows_command_usage(
+    argv: list[str],
+    command: str,
+    database: Path,
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    code, out, err = run_cli(capsys, *[arg.format(db=database) for arg in argv])
+
+    assert code == 2
+    assert out == ""
+    assert err.startswith(f"usage: pulse-trio {command} ")
+    assert f"pulse-trio {command}: error: unrecognized arguments: " in err
+
+
 def test_every_command_has_an_implementation() -> None:
     assert set(COMMANDS) == set(parser_commands(build_parser()))
 

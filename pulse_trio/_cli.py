@@ -348,31 +348,61 @@ async def _retry_ids(pulse: Pulse, args: argparse.Namespace) -> int:
 
 # -- delete ---------------------------------------------------------------
 
+DELETABLE_STATUSES = [
+    status.value for status in JobStatus if status is not JobStatus.RUNNING
+]
+"""The statuses that ``delete --dry-run`` counts apart, in their order."""
+
 
 async def _delete(args: argparse.Namespace) -> int:
     pulse = await _open(args.database)
     try:
         if args.job_ids:
             return await _delete_ids(pulse, args)
+        if args.dry_run:
+            return await _count_deletable(pulse, args)
         try:
-            count = await pulse.delete_all(
-                name=args.name, status=args.status, dry_run=args.dry_run
-            )
+            count = await pulse.delete_all(name=args.name, status=args.status)
         except InvalidJobName as exc:
             raise UsageError(f"invalid --name: {exc}") from None
     finally:
         pulse.close()
     if args.json:
-        _print(fmt.dumps({"would_delete" if args.dry_run else "deleted": count}))
+        _print(fmt.dumps({"deleted": count}))
+    else:
+        _print(f"deleted {_described_jobs(count, args)}")
+    return 0
+
+
+async def _count_deletable(pulse: Pulse, args: argparse.Namespace) -> int:
+    """Print how many jobs ``delete`` would delete, by status."""
+    statuses = [args.status] if args.status else DELETABLE_STATUSES
+    by_status: dict[str, int] = {}
+    for status in statuses:
+        try:
+            by_status[status] = await pulse.delete_all(
+                name=args.name, status=status, dry_run=True
+            )
+        except InvalidJobName as exc:
+            raise UsageError(f"invalid --name: {exc}") from None
+    count = sum(by_status.values())
+    if args.json:
+        _print(fmt.dumps({"would_delete": count, "by_status": by_status}))
         return 0
+    counts = ", ".join(f"{n} {status}" for status, n in by_status.items() if n)
+    _print(
+        f"would delete {_described_jobs(count, args)}"
+        + (f": {counts}" if counts and not args.status else "")
+        + " (dry run)"
+    )
+    return 0
+
+
+def _described_jobs(count: int, args: argparse.Namespace) -> str:
     jobs = fmt.count_of(count, f"{args.status} job" if args.status else "job")
     if args.name is not None:
         jobs += f" named {args.name!r}"
-    if args.dry_run:
-        _print(f"would delete {jobs} (dry run)")
-    else:
-        _print(f"deleted {jobs}")
-    return 0
+    return jobs
 
 
 async def _delete_ids(pulse: Pulse, args: argparse.Namespace) -> int:

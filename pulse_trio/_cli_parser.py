@@ -166,7 +166,9 @@ def _add_worker(commands: Subparsers[CommandParser]) -> None:
             "Import APP and run its queue. The first SIGINT or SIGTERM stops "
             "claiming jobs and gives running jobs the shutdown timeout to "
             "finish; a second signal cancels them at once. Cancelled jobs go "
-            "back to pending. Exits 0 once the queue has stopped."
+            "back to pending. Exits 0 once the queue has stopped. Handlers "
+            "running in threads cannot be cancelled: a third signal exits "
+            "with 130 without waiting for them."
         ),
     )
     worker.add_argument(

@@ -164,12 +164,24 @@ async def _stop_on_signals(
         elif received == 2:
             logger.warning(
                 "received %s again: cancelling running jobs now; they go back "
-                "to pending",
+                "to pending. A handler running in a thread cannot be "
+                "interrupted, so the worker waits for it to return; send the "
+                "signal a third time to exit without waiting",
                 name,
             )
             nursery.start_soon(pulse.shutdown_now)
         else:
-            logger.warning("received %s: already stopping at once", name)
+            logger.error(
+                "received %s a third time: exiting now without waiting for "
+                "handler threads; jobs still running stay so until a queue "
+                "on this database recovers them, which counts that run as an "
+                "attempt",
+                name,
+            )
+            logging.shutdown()
+            # No cleanup: trio waits for handler threads, which cannot be
+            # stopped, and the database is consistent after every commit.
+            os._exit(EXIT_INTERRUPTED)
 
 
 # -- exit status ----------------------------------------------------------

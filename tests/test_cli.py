@@ -1190,11 +1190,35 @@ class TestDelete:
         assert out == "would delete 1 dead job (dry run)\n"
         assert len(run_json(capsys, "jobs", database)) == 4
 
+        argv = ["delete", database, "--status", "dead", "--dry-run"]
+        assert run_json(capsys, *argv) == {"would_delete": 1, "by_status": {"dead": 1}}
         record = run_json(capsys, "delete", database, "--status", "dead")
 
         assert record == {"deleted": 1}
         left = {job["status"] for job in run_json(capsys, "jobs", database)}
         assert left == {"completed", "pending", "scheduled"}
+
+    def test_dry_run_counts_each_status(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        argv = ["delete", database, "--name", "report", "--dry-run"]
+
+        code, out, err = run_cli(capsys, *argv)
+        record = run_json(capsys, *argv)
+
+        assert code == 0, err
+        assert out == (
+            "would delete 2 jobs named 'report': 1 pending, 1 scheduled (dry run)\n"
+        )
+        assert record["would_delete"] == 2
+        assert record["by_status"] == {
+            "pending": 1,
+            "scheduled": 1,
+            "retrying": 0,
+            "completed": 0,
+            "dead": 0,
+        }
+        assert len(run_json(capsys, "jobs", database)) == 4
 
     def test_running_job_is_left_alone(
         self, database: Path, capsys: pytest.CaptureFixture[str]
@@ -1881,6 +1905,7 @@ APP_MODULE = textwrap.dedent(
     """
     import os
     import sys
+    import time
 
     import trio
 
@@ -1897,9 +1922,13 @@ APP_MODULE = textwrap.dedent(
         async def hang(_):
             await trio.sleep_forever()
 
+        def block(seconds):
+            time.sleep(seconds)
+
         def leave(code):
             sys.exit(code)
 
+        pulse.handle("block", block)
         pulse.handle("greet", greet)
         pulse.handle("hang", hang)
         pulse.handle("leave", leave)
@@ -2002,7 +2031,7 @@ class TestWorkerProcess:
         output = (tmp_path / "output.txt").read_text().splitlines()
         assert sorted(output) == ["hello ada", "hello grace"]
         assert f"on database {worker_env['TEST_DATABASE']} (workers: 3)" in child.text
-        assert "for jobs: greet, hang, leave" in child.text
+        assert "for jobs: block, greet, hang, leave" in child.text
         assert "received SIGTERM: shutting down gracefully" in child.text
         assert "worker stopped" in child.text
 
@@ -2026,6 +2055,32 @@ class TestWorkerProcess:
         assert "received SIGTERM again: cancelling running jobs now" in child.text
         assert job.status is JobStatus.PENDING
         assert job.attempts == 0
+
+    async def test_third_signal_leaves_thread_behind(
+        self, tmp_path: Path, worker_env: dict[str, str]
+    ) -> None:
+        pulse = await open_test_queue(worker_env)
+        job_id = await pulse.enqueue("block", 600)
+        async with trio.open_nursery() as nursery:
+            child = await start_child(nursery, WORKER_ARGS, tmp_path, worker_env)
+            await wait_for_job(pulse, job_id, JobStatus.RUNNING)
+            child.process.send_signal(signal.SIGINT)
+            await child.wait_for_stderr("received SIGINT: shutting down gracefully")
+            child.process.send_signal(signal.SIGINT)
+            await child.wait_for_stderr("received SIGINT again: cancelling")
+            child.process.send_signal(signal.SIGINT)
+            code = await child.wait()
+        running = await pulse.status(job_id)
+        recovered = await pulse.recover()
+        job = await pulse.status(job_id)
+        pulse.close()
+
+        assert code == 130, child.text
+        assert "received SIGINT a third time: exiting now" in child.text
+        assert running.status is JobStatus.RUNNING
+        assert recovered == [job_id]
+        assert job.status is JobStatus.PENDING
+        assert job.attempts == 1
 
     async def test_shutdown_timeout_cancels_running_job(
         self, tmp_path: Path, worker_env: dict[str, str]

@@ -64,11 +64,6 @@ class Reply(Generic[T]):
         self._error: BaseException | None = None
         self._waiter = Waiter()
 
-    @property
-    def done(self) -> bool:
-        """Whether the outcome is set."""
-        return self._done
-
     def set(self, value: T) -> None:
         self._value = value
         self._done = True

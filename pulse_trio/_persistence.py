@@ -142,12 +142,12 @@ def _insert_run(batch: list[Message], start: int) -> list[Insert]:
 class _DirectGroup:
     """Requests of callers that write by themselves and share one commit.
 
-    *taken* is true once a caller took the requests to commit them. *done*
-    is set once their replies are sent, or once the caller that would have
-    taken them was cancelled."""
+    *done* is set once the caller that took the requests is done with
+    them. *handed_back* lists those it did not apply, because it was
+    cancelled or failed first: their callers try again by themselves."""
 
     messages: list[Message]
-    taken: bool = False
+    handed_back: list[Message] = attrs.field(factory=list)
     done: trio.Event = attrs.field(factory=trio.Event)
 
 
@@ -277,66 +277,68 @@ class Persistence:
             # Another caller is about to commit; this request shares it.
             group.messages.append(message)
             await group.done.wait()
-            if group.taken:
+            if not any(other is message for other in group.handed_back):
                 return
-            # That caller was cancelled before it took the group: try again.
+            # That caller stopped before it applied this request: try again.
         await self._lead_direct(_DirectGroup([message]))
 
     async def _lead_direct(self, group: _DirectGroup) -> None:
         """Commit the requests of *group*, of this caller and of those that
         join it until this caller holds the lock, then reply once they are
-        durable."""
+        durable.
+
+        If this caller is cancelled or fails before a request of another
+        caller is applied, that request goes back to its caller, which
+        tries again by itself.
+        """
         self._direct_group = group
         try:
             # Acquiring lets the other tasks of this step of the event loop
             # run, so that their requests join the group.
             await self._direct.acquire()
         except BaseException:
-            # Cancelled while waiting: the others commit by themselves.
-            group.messages.pop(0)
             if self._direct_group is group:
                 self._direct_group = None
+            group.handed_back = group.messages
             group.done.set()
             raise
         if self._direct_group is group:
             self._direct_group = None
-        group.taken = True
         try:
-            if len(group.messages) == 1:
-                # Alone, so a cancellation hurts only this caller.
-                await self._commit_direct(group)
-            else:
-                # The other callers' requests are applied here or nowhere.
-                with trio.CancelScope(shield=True):
-                    await self._commit_direct(group)
-        except BaseException as exc:
-            # A bug, not a failed write (those become replies): the other
-            # callers get it too, rather than waiting for ever.
-            for other in group.messages[1:]:
-                reply = getattr(other, "reply", None)
-                if reply is not None and not reply.done:
-                    reply.fail(exc)
-            raise
+            await self._commit_direct(group)
         finally:
             group.done.set()
 
     async def _commit_direct(self, group: _DirectGroup) -> None:
         """Apply the requests of *group* in as few transactions as the time
-        budget allows, release the lock, then settle their outcomes."""
+        budget allows, release the lock, then settle the outcomes of those
+        applied."""
+        batch = list(group.messages)
+        outcomes: list[Outcome] = []
         try:
-            batch = list(group.messages)
-            outcomes: list[Outcome] = []
             while batch:
-                applied = await self._commit(batch, settle=False)
-                outcomes += applied
-                del batch[: len(applied)]
+                # Only the retries while another process holds the lock can
+                # be cancelled, and a cancelled try applied nothing.
+                taken, settled = await self._commit(batch, settle=False)
+                outcomes += settled
+                del batch[:taken]
                 if batch:
                     await trio.lowlevel.cancel_shielded_checkpoint()
             if self.store.has_wal and self._committed >= self._checkpoint_at:
-                await self._checkpoint()
+                with trio.CancelScope(shield=True):
+                    await self._checkpoint()
         finally:
             self._direct.release()
-        await self._settle(outcomes)
+            group.handed_back = batch
+            if not outcomes:
+                pass  # nothing was committed
+            elif self.store.durable:
+                # The sync runs in a thread: a cancellation must not leave
+                # committed requests unreported.
+                with trio.CancelScope(shield=True):
+                    await self._settle(outcomes)
+            else:
+                await self._settle(outcomes)
 
     def try_submit_nowait(self, message: Message) -> bool:
         """Queue *message* for the running actor, and return whether it was
@@ -434,8 +436,8 @@ class Persistence:
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
         batch = list(itertools.islice(self._backlog, MAX_BATCH))
-        applied = await self._commit(batch, counted=True)
-        for _ in applied:
+        taken, _ = await self._commit(batch, counted=True)
+        for _ in range(taken):
             self._backlog.popleft()
 
     async def _retry_unrecorded(self) -> None:
@@ -443,8 +445,8 @@ class Persistence:
         self._unrecorded.clear()
         self._retry_at = math.inf
         while batch:
-            applied = await self._commit(batch, retrying=True)
-            del batch[: len(applied)]
+            taken, _ = await self._commit(batch, retrying=True)
+            del batch[:taken]
 
     async def _commit(
         self,
@@ -453,16 +455,18 @@ class Persistence:
         counted: bool = False,
         retrying: bool = False,
         settle: bool = True,
-    ) -> list[Outcome]:
-        """Apply the start of *batch* in one transaction, and return the
-        outcomes of the requests it applied, in order.
+    ) -> tuple[int, list[Outcome]]:
+        """Apply the start of *batch* in one transaction, and return how
+        many requests it took and the outcomes of those it committed.
 
         It applies requests until :data:`BATCH_TIME_BUDGET` is used up, and
-        at least one. It retries while another process holds the lock. With
-        *counted*, the batch came through the channel and leaves the
-        in-flight count before any reply is sent, so a task woken by a reply
-        already sees the actor idle. With *settle*, it also replies and
-        reports; else the caller settles the outcomes it returns.
+        at least one. It retries while another process holds the lock. When
+        the write fails, it takes the whole batch, fails each request, and
+        returns no outcome. With *counted*, the batch came through the
+        channel and leaves the in-flight count before any reply is sent, so
+        a task woken by a reply already sees the actor idle. With *settle*,
+        it also replies and reports; else the caller settles the outcomes
+        it returns.
         """
         # Real time, not trio's: the lock is held by another process, which
         # a MockClock's jumps do not hurry.
@@ -485,7 +489,7 @@ class Persistence:
             if counted:
                 self._in_flight -= len(batch)
             self._fail_batch(batch, failure, retrying=retrying)
-            return [(message, None, None) for message in batch]
+            return len(batch), []
         assert result is not None
         self._committed += 1
         if counted:
@@ -496,7 +500,7 @@ class Persistence:
             self.claimer.dispatch(result.claimed, result.requested)
         if settle:
             await self._settle(result.outcomes)
-        return result.outcomes
+        return len(result.outcomes), result.outcomes
 
     async def _settle(self, outcomes: list[Outcome]) -> None:
         """Reply to and report committed requests once they are durable."""
@@ -682,7 +686,7 @@ class Persistence:
                 self.store.insert([row for insert in inserts for row in insert.rows])
         except sqlite3.OperationalError:
             raise
-        except sqlite3.DatabaseError:
+        except Exception:  # noqa: BLE001 - each sender gets its own error below
             return [self._outcome_of(insert, now) for insert in inserts]
         if any(insert.due_now for insert in inserts):
             self._want_claim()

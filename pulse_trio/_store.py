@@ -214,6 +214,10 @@ class Store:
         """Whether commits must reach the disk before they are reported
         (``synchronous="FULL"``): see :meth:`sync`."""
         self._wal_fd: int | None = None
+        # Resolved now: the program may change its working folder later,
+        # and a relative path would then name another file.
+        self._path = os.path.abspath(description)
+        self._wal_path = f"{self._path}-wal"
         self._checkpoint_conn: sqlite3.Connection | None = None
         conn.row_factory = sqlite3.Row
         self.db = sqlite_utils.Database(conn, execute_plugins=False)
@@ -410,7 +414,7 @@ class Store:
         """
         if self._checkpoint_conn is None:
             self._checkpoint_conn = sqlite3.connect(
-                self.description,
+                self._path,
                 timeout=CHECKPOINT_BUSY_TIMEOUT,
                 isolation_level=None,
                 check_same_thread=False,
@@ -440,7 +444,7 @@ class Store:
             return
         if self._wal_fd is None:
             try:
-                self._wal_fd = os.open(f"{self.description}-wal", os.O_RDONLY)
+                self._wal_fd = os.open(self._wal_path, os.O_RDONLY)
             except FileNotFoundError:
                 return  # no WAL file: every commit is in the database file
         os.fsync(self._wal_fd)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 
 class PulseError(Exception):
-    """Base class of every error that pulse-trio raises."""
+    """Base class of every exception class of pulse-trio."""
 
 
 class JobNotFound(PulseError, LookupError):
@@ -56,6 +56,18 @@ class InvalidJobName(PulseError, ValueError):
 
 class HandlerError(PulseError, ValueError):
     """A handler cannot be registered as given."""
+
+
+class NoRetry(PulseError):
+    """Raised by a handler to fail its job for good.
+
+    The job goes to the dead-letter queue at once, whatever retries it has
+    left, with this exception as its error. Use it for a failure that a
+    retry cannot fix, such as a declined card or a record that no longer
+    exists. ``raise NoRetry("card declined") from exc`` keeps the original
+    error in the stored traceback. Any other exception is retried as the
+    job's config says.
+    """
 
 
 class QueueClosed(PulseError, RuntimeError):

@@ -23,7 +23,14 @@ import trio
 
 from ._clock import WallClock, autojump_paused
 from ._config import JobConfig
-from ._errors import DatabaseError, JobNotDead, JobNotFound, JobRunning, PulseError
+from ._errors import (
+    DatabaseError,
+    JobNotDead,
+    JobNotFound,
+    JobRunning,
+    NoRetry,
+    PulseError,
+)
 from ._job import config_from_row
 from ._messages import (
     Claim,
@@ -172,9 +179,12 @@ def claimed_job(row: Row, owner: str) -> ClaimedJob:
     )
 
 
-def failure_outcome(attempt: int, config: JobConfig, now: int) -> FailOutcome:
-    """Apply the retry rule: after failed run *attempt*, retry or die."""
-    if attempt > config.max_retries:
+def failure_outcome(
+    attempt: int, config: JobConfig, now: int, *, final: bool = False
+) -> FailOutcome:
+    """Apply the retry rule: after failed run *attempt*, retry or die; a
+    *final* failure dies at once."""
+    if final or attempt > config.max_retries:
         return FailOutcome(status="dead", run_at=now)
     return FailOutcome(status="retrying", run_at=now + config.backoff_us(attempt))
 
@@ -822,7 +832,8 @@ class Persistence:
 
     def _fail(self, message: Fail, now: int) -> FailOutcome | None:
         job = message.job
-        outcome = failure_outcome(job.attempt, job.config, now)
+        final = isinstance(message.exception, NoRetry)
+        outcome = failure_outcome(job.attempt, job.config, now, final=final)
         if outcome.status == "retrying" and outcome.run_at <= now:
             self._want_claim()
         recorded = self.store.fail(

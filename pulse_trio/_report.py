@@ -15,6 +15,7 @@ import attrs
 from trio_util import AsyncValue
 
 from ._clock import WallClock
+from ._errors import NoRetry
 from ._events import EventKind, JobEvent, Listeners
 from ._job import from_microseconds
 from ._messages import (
@@ -159,11 +160,17 @@ class Reporter:
         exc = message.exception
         exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
         if outcome.status == "dead":
+            why = (
+                "the handler raised NoRetry"
+                if isinstance(exc, NoRetry)
+                else "no retries left"
+            )
             logger.error(
-                "job %s (%s): attempt %d failed, no retries left; job is dead: %s",
+                "job %s (%s): attempt %d failed, %s; job is dead: %s",
                 job.id,
                 job.name,
                 job.attempt,
+                why,
                 message.error,
                 exc_info=exc_info,
                 extra=_extra(job.id, job.name),

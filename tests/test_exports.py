@@ -18,6 +18,7 @@ EXPECTED_EXPORTS = [
     "JobPriority",
     "JobRunning",
     "JobStatus",
+    "NoRetry",
     "Pulse",
     "PulseError",
     "PulseStatistics",

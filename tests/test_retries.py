@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 import trio
 
-from pulse_trio import JobConfig, JobStatus, Pulse, current_job
+from pulse_trio import JobConfig, JobStatus, NoRetry, Pulse, current_job
 
 from .helpers import read_job_row, wait_finished, wait_for_status
 
@@ -168,6 +168,72 @@ class TestRetries:
         assert job.config == config
         assert job.max_retries == 5
         assert job.payload == {"a": 1}
+
+
+class TestNoRetry:
+    @pytest.mark.parametrize("style", ["async", "thread"])
+    async def test_job_dies_at_once(
+        self, open_queue: OpenQueue, style: str, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        pulse = await open_queue()
+        runs: list[int] = []
+
+        def decline(_: Any) -> None:
+            runs.append(current_job().attempt)
+            try:
+                raise ValueError("the bank said no")
+            except ValueError as exc:
+                raise NoRetry("card declined") from exc
+
+        async def decline_async(payload: Any) -> None:
+            decline(payload)
+
+        pulse.handle("charge", decline_async if style == "async" else decline)
+        job_id = await pulse.enqueue("charge", config=JobConfig(max_retries=5))
+        async with pulse:
+            job = await pulse.wait(job_id)
+
+        assert runs == [1]
+        assert job.status is JobStatus.DEAD
+        assert job.attempts == 1
+        assert job.last_error == "NoRetry: card declined"
+        assert "ValueError: the bank said no" in job.errors[0].traceback
+        assert "the handler raised NoRetry; job is dead" in caplog.text
+
+    async def test_inline_queue_runs_once(self) -> None:
+        pulse = Pulse.in_memory(inline=True)
+        runs: list[int] = []
+
+        async def decline(_: Any) -> None:
+            runs.append(current_job().attempt)
+            raise NoRetry("card declined")
+
+        pulse.handle("charge", decline)
+        job_id = await pulse.enqueue("charge", config=JobConfig(max_retries=3))
+
+        assert runs == [1]
+        assert (await pulse.status(job_id)).status is JobStatus.DEAD
+        pulse.close()
+
+    async def test_retried_dead_job_runs_again(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+        runs: list[int] = []
+
+        async def decline_once(_: Any) -> None:
+            runs.append(current_job().attempt)
+            if len(runs) == 1:
+                raise NoRetry("card declined")
+
+        pulse.handle("charge", decline_once)
+        job_id = await pulse.enqueue("charge", config=JobConfig(max_retries=3))
+        async with pulse:
+            first = await pulse.wait(job_id)
+            await pulse.retry(job_id)
+            second = await pulse.wait(job_id)
+
+        assert first.status is JobStatus.DEAD
+        assert second.status is JobStatus.COMPLETED
+        assert runs == [1, 1]
 
 
 class TestTimeouts:

@@ -153,7 +153,7 @@ class InlineRunner:
                 raise
             if isinstance(exc, trio.TooSlowError) and scope.cancelled_caught:
                 timed_out = timeout_text(job, duration, limit)
-                await self._fail(job, duration, f"{timed_out} and was cancelled")
+                await self._fail(job, duration, f"{timed_out} and was cancelled", exc)
             else:
                 await self._fail(job, duration, describe_error(exc), exc)
             stored = self.store.get(job.id)

@@ -278,7 +278,7 @@ class Worker:
                 # that of the time limit. A shutdown at the same moment is a
                 # Cancelled too; the run did exceed its limit.
                 if _only_cancellations(exc):
-                    self._fail_timeout(job, duration, limit)
+                    self._fail_timeout(job, duration, limit, exc)
                     return
                 exc = _without_cancellations(exc)
             if must_propagate(exc):
@@ -353,11 +353,22 @@ class Worker:
         )
 
     def _fail_timeout(
-        self, job: ClaimedJob, duration: float, limit: float | None
+        self,
+        job: ClaimedJob,
+        duration: float,
+        limit: float | None,
+        cancelled: BaseException,
     ) -> None:
         error = f"{timeout_text(job, duration, limit)} and was cancelled"
+        # The cancellation's traceback ends where the handler was waiting.
         self.persistence.submit_nowait(
-            Fail(job=job, duration=duration, error=error, traceback="", exception=None)
+            Fail(
+                job=job,
+                duration=duration,
+                error=error,
+                traceback=format_traceback(cancelled),
+                exception=None,
+            )
         )
 
 

@@ -344,6 +344,7 @@ def render_queues(queues: Sequence[QueueInfo]) -> str:
         )
     rows = [
         [
+            queue.id,
             queue.host,
             str(queue.pid),
             human_time(queue.started_at),
@@ -352,7 +353,7 @@ def render_queues(queues: Sequence[QueueInfo]) -> str:
         ]
         for queue in queues
     ]
-    headers = ["QUEUE HOST", "PID", "STARTED (UTC)", "HANDLES", "STATE"]
+    headers = ["QUEUE ID", "HOST", "PID", "STARTED (UTC)", "HANDLES", "STATE"]
     return render_table(headers, rows)
 
 

@@ -347,12 +347,16 @@ class TestStatsQueues:
         code, out, err = run_cli(capsys, "stats", database)
 
         assert code == 0, err
-        assert has_line(r"QUEUE HOST\s+PID\s+STARTED \(UTC\)\s+HANDLES\s+STATE", out)
         assert has_line(
-            r"web-1\.invalid\s+4121\s+2024-06-01 09:00:00\s+a, report\s+alive", out
+            r"QUEUE ID\s+HOST\s+PID\s+STARTED \(UTC\)\s+HANDLES\s+STATE", out
         )
         assert has_line(
-            r"web-2\.invalid\s+4121\s+2024-06-01 10:00:00\s+charge\s+"
+            r"[0-9a-f]{32}\s+web-1\.invalid\s+4121\s+2024-06-01 09:00:00\s+"
+            r"a, report\s+alive",
+            out,
+        )
+        assert has_line(
+            r"[0-9a-f]{32}\s+web-2\.invalid\s+4121\s+2024-06-01 10:00:00\s+charge\s+"
             "dead: its 1 running job is recovered by the next running queue",
             out,
         )
@@ -520,7 +524,7 @@ class TestStatsWatch:
         [
             (["--json"], '"queues":[{"id":'),
             (["--json"], '"due_by_name":{"report":1}'),
-            ([], "\nQUEUE HOST "),
+            ([], "\nQUEUE ID "),
             ([], "\nDUE NAME "),
         ],
     )

@@ -241,8 +241,14 @@ def render_job(job: Job, runner: QueueInfo | None = None) -> str:
     lines.extend(_indent(dumps(job.payload)))
     if not job.errors:
         lines.append("errors: none")
+    previous = 0
     for error in job.errors:
         lines.append("")
+        if error.attempt <= previous:
+            # Retrying a dead job starts its attempts over.
+            lines.append("(retried from the dead-letter queue: attempts start over)")
+            lines.append("")
+        previous = error.attempt
         lines.append(
             f"attempt {error.attempt} failed at {human_time(error.failed_at)} UTC: "
             f"{error.error}"

@@ -826,6 +826,24 @@ class TestShow:
         assert "Traceback (most recent call last)" in out
         assert "in fail" in out
         assert '"order": 7' in out
+        assert "retried from the dead-letter queue" not in out
+
+    def test_text_marks_where_a_retry_started_over(
+        self, database: Path, capsys: pytest.CaptureFixture[str]
+    ) -> None:
+        dead = ids_by_status(capsys, database)["dead"]
+        run_cli(capsys, "retry", database, dead)
+
+        async def fail_again(pulse: Pulse) -> None:
+            pulse.handle("charge", fail)
+
+        make_database(database, fail_again, run_jobs=True)
+
+        code, out, err = run_cli(capsys, "show", database, dead)
+
+        assert code == 0, err
+        assert out.count("attempt 1 failed at") == 2
+        assert "(retried from the dead-letter queue: attempts start over)" in out
 
     def test_json_has_error_history(
         self, database: Path, capsys: pytest.CaptureFixture[str]

@@ -65,9 +65,18 @@ class NoRetry(PulseError):
     left, with this exception as its error. Use it for a failure that a
     retry cannot fix, such as a declined card or a record that no longer
     exists. ``raise NoRetry("card declined") from exc`` keeps the original
-    error in the stored traceback. Any other exception is retried as the
-    job's config says.
+    error in the stored traceback. An exception group that contains a
+    ``NoRetry``, as a nursery in the handler raises it, counts too. Any
+    other exception is retried as the job's config says.
     """
+
+
+def is_no_retry(exc: BaseException | None) -> bool:
+    """Return whether *exc* is a :exc:`NoRetry`, or an exception group that
+    contains one, as a handler's nursery raises it."""
+    if isinstance(exc, BaseExceptionGroup):
+        return exc.split(NoRetry)[0] is not None
+    return isinstance(exc, NoRetry)
 
 
 class QueueClosed(PulseError, RuntimeError):

@@ -28,8 +28,8 @@ from ._errors import (
     JobNotDead,
     JobNotFound,
     JobRunning,
-    NoRetry,
     PulseError,
+    is_no_retry,
 )
 from ._job import config_from_row
 from ._messages import (
@@ -832,7 +832,7 @@ class Persistence:
 
     def _fail(self, message: Fail, now: int) -> FailOutcome | None:
         job = message.job
-        final = isinstance(message.exception, NoRetry)
+        final = is_no_retry(message.exception)
         outcome = failure_outcome(job.attempt, job.config, now, final=final)
         if outcome.status == "retrying" and outcome.run_at <= now:
             self._want_claim()

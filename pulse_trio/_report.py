@@ -15,7 +15,7 @@ import attrs
 from trio_util import AsyncValue
 
 from ._clock import WallClock
-from ._errors import NoRetry
+from ._errors import is_no_retry
 from ._events import EventKind, JobEvent, Listeners
 from ._job import from_microseconds
 from ._messages import (
@@ -161,9 +161,7 @@ class Reporter:
         exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
         if outcome.status == "dead":
             why = (
-                "the handler raised NoRetry"
-                if isinstance(exc, NoRetry)
-                else "no retries left"
+                "the handler raised NoRetry" if is_no_retry(exc) else "no retries left"
             )
             logger.error(
                 "job %s (%s): attempt %d failed, %s; job is dead: %s",

@@ -200,6 +200,32 @@ class TestNoRetry:
         assert "ValueError: the bank said no" in job.errors[0].traceback
         assert "the handler raised NoRetry; job is dead" in caplog.text
 
+    @pytest.mark.parametrize("shape", ["nursery", "group"])
+    async def test_inside_exception_group(
+        self, open_queue: OpenQueue, shape: str
+    ) -> None:
+        pulse = await open_queue()
+        runs: list[int] = []
+
+        async def decline() -> None:
+            raise NoRetry("card declined")
+
+        async def charge(_: Any) -> None:
+            runs.append(current_job().attempt)
+            if shape == "nursery":
+                async with trio.open_nursery() as nursery:
+                    nursery.start_soon(decline)
+            else:
+                raise ExceptionGroup("checks", [ValueError("slow"), NoRetry("no")])
+
+        pulse.handle("charge", charge)
+        job_id = await pulse.enqueue("charge", config=JobConfig(max_retries=3))
+        async with pulse:
+            job = await pulse.wait(job_id)
+
+        assert runs == [1]
+        assert job.status is JobStatus.DEAD
+
     async def test_inline_queue_runs_once(self) -> None:
         pulse = Pulse.in_memory(inline=True)
         runs: list[int] = []

@@ -94,7 +94,8 @@ class Job:
     created_at: datetime
     """When the job was enqueued (UTC)."""
     run_at: datetime
-    """When the job is or was next due (UTC)."""
+    """When the job is due, or was due for its last run (UTC); for a dead
+    job, when it died."""
     started_at: datetime | None
     """When the current or last run started (UTC)."""
     finished_at: datetime | None

@@ -351,7 +351,7 @@ async def _retry_ids(pulse: Pulse, args: argparse.Namespace) -> int:
 DELETABLE_STATUSES = [
     status.value for status in JobStatus if status is not JobStatus.RUNNING
 ]
-"""The statuses that ``delete --dry-run`` counts apart, in their order."""
+"""The statuses that ``delete --dry-run`` counts separately, in order."""
 
 
 async def _delete(args: argparse.Namespace) -> int:
@@ -359,9 +359,9 @@ async def _delete(args: argparse.Namespace) -> int:
     try:
         if args.job_ids:
             return await _delete_ids(pulse, args)
-        if args.dry_run:
-            return await _count_deletable(pulse, args)
         try:
+            if args.dry_run:
+                return await _count_deletable(pulse, args)
             count = await pulse.delete_all(name=args.name, status=args.status)
         except InvalidJobName as exc:
             raise UsageError(f"invalid --name: {exc}") from None
@@ -379,12 +379,9 @@ async def _count_deletable(pulse: Pulse, args: argparse.Namespace) -> int:
     statuses = [args.status] if args.status else DELETABLE_STATUSES
     by_status: dict[str, int] = {}
     for status in statuses:
-        try:
-            by_status[status] = await pulse.delete_all(
-                name=args.name, status=status, dry_run=True
-            )
-        except InvalidJobName as exc:
-            raise UsageError(f"invalid --name: {exc}") from None
+        by_status[status] = await pulse.delete_all(
+            name=args.name, status=status, dry_run=True
+        )
     count = sum(by_status.values())
     if args.json:
         _print(fmt.dumps({"would_delete": count, "by_status": by_status}))

@@ -179,10 +179,10 @@ def render_table(headers: Sequence[str], rows: Sequence[Sequence[str]]) -> str:
 
 
 def render_jobs(jobs: Sequence[Job]) -> str:
-    """Return the ``jobs`` table; times are UTC.
+    """Return the ``jobs`` table, with times in UTC.
 
-    An OWNER column, the queue that runs each running job, is added when
-    any job is running."""
+    When any job is running, an OWNER column gives the queue that runs
+    each running job."""
     with_owner = any(job.owner is not None for job in jobs)
     rows = [
         [

@@ -67,7 +67,7 @@ class NoRetry(PulseError):
     exists. ``raise NoRetry("card declined") from exc`` keeps the original
     error in the stored traceback. An exception group that contains a
     ``NoRetry``, as a nursery in the handler raises it, counts too. Any
-    other exception is retried as the job's config says.
+    other exception is retried as the job's config sets.
     """
 
 

@@ -94,7 +94,7 @@ class Job:
     created_at: datetime
     """When the job was enqueued (UTC)."""
     run_at: datetime
-    """When the job is due, or was due for its last run (UTC); for a dead
+    """When the job is due, or was due for its last run (UTC). For a dead
     job, when it died."""
     started_at: datetime | None
     """When the current or last run started (UTC)."""

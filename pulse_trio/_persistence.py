@@ -182,7 +182,7 @@ def claimed_job(row: Row, owner: str) -> ClaimedJob:
 def failure_outcome(
     attempt: int, config: JobConfig, now: int, *, final: bool = False
 ) -> FailOutcome:
-    """Apply the retry rule: after failed run *attempt*, retry or die; a
+    """Apply the retry rule: after failed run *attempt*, retry or die. A
     *final* failure dies at once."""
     if final or attempt > config.max_retries:
         return FailOutcome(status="dead", run_at=now)
@@ -284,7 +284,7 @@ class Persistence:
             except trio.ClosedResourceError:
                 pass  # the actor is finishing; this task writes by itself
         while (group := self._direct_group) is not None:
-            # Another caller is about to commit; this request shares it.
+            # Another caller is about to commit, so this request joins it.
             group.messages.append(message)
             await group.done.wait()
             if not any(other is message for other in group.handed_back):
@@ -329,9 +329,9 @@ class Persistence:
             while batch:
                 # Only the retries while another process holds the lock can
                 # be cancelled, and a cancelled try applied nothing.
-                taken, settled = await self._commit(batch, settle=False)
+                processed, settled = await self._commit(batch, settle=False)
                 outcomes += settled
-                del batch[:taken]
+                del batch[:processed]
                 if batch:
                     await trio.lowlevel.cancel_shielded_checkpoint()
             if self.store.has_wal and self._committed >= self._checkpoint_at:
@@ -341,7 +341,7 @@ class Persistence:
             self._direct.release()
             group.handed_back = batch
             if not outcomes:
-                pass  # nothing was committed
+                pass  # Nothing was committed.
             elif self.store.durable:
                 # The sync runs in a thread: a cancellation must not leave
                 # committed requests unreported.
@@ -446,8 +446,8 @@ class Persistence:
             except (trio.WouldBlock, trio.EndOfChannel):
                 break
         batch = list(itertools.islice(self._backlog, MAX_BATCH))
-        taken, _ = await self._commit(batch, counted=True)
-        for _ in range(taken):
+        processed, _ = await self._commit(batch, counted=True)
+        for _ in range(processed):
             self._backlog.popleft()
 
     async def _retry_unrecorded(self) -> None:
@@ -455,8 +455,8 @@ class Persistence:
         self._unrecorded.clear()
         self._retry_at = math.inf
         while batch:
-            taken, _ = await self._commit(batch, retrying=True)
-            del batch[:taken]
+            processed, _ = await self._commit(batch, retrying=True)
+            del batch[:processed]
 
     async def _commit(
         self,
@@ -467,14 +467,14 @@ class Persistence:
         settle: bool = True,
     ) -> tuple[int, list[Outcome]]:
         """Apply the start of *batch* in one transaction, and return how
-        many requests it took and the outcomes of those it committed.
+        many requests it processed and the outcomes of those it committed.
 
         It applies requests until :data:`BATCH_TIME_BUDGET` is used up, and
         at least one. It retries while another process holds the lock. When
-        the write fails, it takes the whole batch, fails each request, and
-        returns no outcome. With *counted*, the batch came through the
+        the write fails, it processes the whole batch by failing each
+        request, and returns no outcome. With *counted*, the batch came through the
         channel and leaves the in-flight count before any reply is sent, so
-        a task woken by a reply already sees the actor idle. With *settle*,
+        a task woken by a reply already finds the actor idle. With *settle*,
         it also replies and reports; else the caller settles the outcomes
         it returns.
         """

@@ -100,7 +100,7 @@ SCAN_WINDOW = 10_000
 """Seqs that :meth:`Pulse.delete_all` reads in one step of the event loop."""
 
 DELETE_CHUNK = 200
-"""Jobs that :meth:`Pulse.delete_all` deletes per transaction; each one is
+"""Jobs that :meth:`Pulse.delete_all` deletes per transaction. Each one is
 also logged, in the same step of the event loop."""
 """Rows deleted per transaction by purges and the retention task."""
 
@@ -496,7 +496,7 @@ class Pulse:
     ) -> int:
         """Delete every job named *name* and of *status*, but running ones.
 
-        Pass one or both filters; *status* is a reported status, as in
+        Pass one or both filters. *status* is a reported status, as in
         :meth:`list_jobs`, so ``"pending"`` includes scheduled and retrying
         jobs that are due. Only jobs stored before the call started are
         deleted, and only those that still match and are not running when
@@ -1132,7 +1132,8 @@ class Pulse:
         if self._owner is not None:
             own_id = self._owner.id
         elif self._inline is not None:
-            own_id = self._inline.owner_id  # the job of a handler that calls this
+            # A handler of an inline queue may call this while its job runs.
+            own_id = self._inline.owner_id
         else:
             own_id = ""
         await self._persistence.submit(RecoverOrphans(own_id=own_id, reply=reply))

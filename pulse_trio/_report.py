@@ -160,7 +160,7 @@ class Reporter:
         exc = message.exception
         exc_info = (type(exc), exc, exc.__traceback__) if exc is not None else None
         if outcome.status == "dead":
-            why = (
+            reason = (
                 "the handler raised NoRetry" if is_no_retry(exc) else "no retries left"
             )
             logger.error(
@@ -168,7 +168,7 @@ class Reporter:
                 job.id,
                 job.name,
                 job.attempt,
-                why,
+                reason,
                 message.error,
                 exc_info=exc_info,
                 extra=_extra(job.id, job.name),

@@ -69,8 +69,8 @@ def is_busy(exc: sqlite3.Error) -> bool:
 
 
 def _check_synchronous(synchronous: object) -> Synchronous:
-    """Return *synchronous* in upper case, checked; SQLite's pragma takes
-    either case too."""
+    """Return *synchronous* in upper case, after checking it. SQLite's pragma
+    accepts either case too."""
     if isinstance(synchronous, str) and synchronous.upper() in ("NORMAL", "FULL"):
         return "FULL" if synchronous.upper() == "FULL" else "NORMAL"
     raise ValueError(
@@ -691,23 +691,31 @@ class Store:
         """Return the ids of the jobs with a seq in *window* (after its
         first, up to its last) that are not running, have the reported
         *status* and the *name* if set."""
-        query = _sql.MATCHING_IN_WINDOW.format(
-            columns="id", status_filter=_status_filter(status)
-        )
-        params = {"name": name, "after": window[0], "until": window[1], "now": now}
-        return [row[0] for row in self.conn.execute(query, params)]
+        rows = self._select_matching("id", status, name, window, now)
+        return [row[0] for row in rows]
 
     @_reads
     def count_matching(
         self, status: str | None, name: str | None, window: tuple[int, int], now: int
     ) -> int:
         """Return how many jobs :meth:`matching_ids` would return."""
+        rows = self._select_matching("count(*)", status, name, window, now)
+        count: int = rows.fetchone()[0]
+        return count
+
+    def _select_matching(
+        self,
+        columns: str,
+        status: str | None,
+        name: str | None,
+        window: tuple[int, int],
+        now: int,
+    ) -> sqlite3.Cursor:
         query = _sql.MATCHING_IN_WINDOW.format(
-            columns="count(*)", status_filter=_status_filter(status)
+            columns=columns, status_filter=_status_filter(status)
         )
         params = {"name": name, "after": window[0], "until": window[1], "now": now}
-        count: int = self.conn.execute(query, params).fetchone()[0]
-        return count
+        return self.conn.execute(query, params)
 
     @_reads
     def data_version(self) -> int:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Iterable
+from collections.abc import Awaitable, Callable, Iterable
 from pathlib import Path
 from typing import Any
 
@@ -15,6 +15,16 @@ FINISHED = frozenset({JobStatus.COMPLETED, JobStatus.DEAD})
 
 POLL_INTERVAL = 0.05
 """Virtual seconds between two reads of a job's status."""
+
+
+def hang_after_start(started: trio.Event) -> Callable[[Any], Awaitable[None]]:
+    """Return a handler that sets *started*, then waits until cancelled."""
+
+    async def hang(_: Any) -> None:
+        started.set()
+        await trio.sleep_forever()
+
+    return hang
 
 
 async def wait_for_status(

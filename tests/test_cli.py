@@ -195,6 +195,18 @@ def run_json(capsys: pytest.CaptureFixture[str], *argv: object) -> Any:
     return json.loads(out)
 
 
+def run_rejected(
+    capsys: pytest.CaptureFixture[str], database: Path, *argv: object
+) -> tuple[str, str]:
+    """Run a command that must fail with a usage error and leave the four
+    jobs of the ``database`` fixture in place. Return its output and errors."""
+    code, out, err = run_cli(capsys, *argv)
+
+    assert code == 2
+    assert len(run_json(capsys, "jobs", database)) == 4
+    return out, err
+
+
 def ids_by_status(capsys: pytest.CaptureFixture[str], path: Path) -> dict[str, str]:
     jobs = run_json(capsys, "jobs", path)
     return {job["status"]: job["id"] for job in jobs}
@@ -707,7 +719,7 @@ class TestJobs:
         assert "ValueError: the payment service refused the card" in out
         assert "OWNER" not in out
 
-    def test_table_names_the_queue_of_running_jobs(
+    def test_table_shows_owner_of_running_jobs(
         self, database: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         ids = ids_by_status(capsys, database)
@@ -828,7 +840,7 @@ class TestShow:
         assert '"order": 7' in out
         assert "retried from the dead-letter queue" not in out
 
-    def test_text_marks_where_a_retry_started_over(
+    def test_text_marks_retry_restart(
         self, database: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         dead = ids_by_status(capsys, database)["dead"]
@@ -985,19 +997,19 @@ class TestRecover:
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         path = tmp_path / "recover.db"
-        lost, kept = make_database(
+        dead_queue_job, live_queue_job = make_database(
             path, lambda pulse: pulse.enqueue_many("export", [1, 2])
         )
-        record_queue(path, "dead.example", alive=False, running=[lost])
-        record_queue(path, "live.example", alive=True, running=[kept])
+        record_queue(path, "dead.example", alive=False, running=[dead_queue_job])
+        record_queue(path, "live.example", alive=True, running=[live_queue_job])
 
         code, out, err = run_cli(capsys, "recover", path)
 
         assert code == 0, err
-        assert f"recovered job {lost} (export), now pending" in out
+        assert f"recovered job {dead_queue_job} (export), now pending" in out
         assert "recovered 1 job of dead queues" in out
         statuses = {job["id"]: job["status"] for job in run_json(capsys, "jobs", path)}
-        assert statuses == {lost: "pending", kept: "running"}
+        assert statuses == {dead_queue_job: "pending", live_queue_job: "running"}
         queues = run_json(capsys, "stats", path)["queues"]
         assert [queue["host"] for queue in queues] == ["live.example"]
 
@@ -1035,7 +1047,7 @@ class TestRecover:
         assert result.stderr == ""
         assert f"recovered job {lost} (export), now pending" in result.stdout
 
-    def test_show_names_the_queue_that_runs_a_job(
+    def test_show_names_running_queue(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         path = tmp_path / "show.db"
@@ -1051,7 +1063,7 @@ class TestRecover:
         )
         assert record["owner"] is not None
 
-    def test_enqueue_warns_of_name_no_queue_handles(
+    def test_enqueue_warns_of_unhandled_name(
         self, tmp_path: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
         path = tmp_path / "names.db"
@@ -1162,23 +1174,19 @@ class TestDelete:
         database: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
-        code, out, err = run_cli(capsys, "delete", database, *argv)
+        out, err = run_rejected(capsys, database, "delete", database, *argv)
 
-        assert code == 2
         assert out == ""
         assert message in err
-        assert len(run_json(capsys, "jobs", database)) == 4
 
     @pytest.mark.parametrize("name", ["", "   ", "x" * 201])
     def test_invalid_name_is_a_usage_error(
         self, name: str, database: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        code, out, err = run_cli(capsys, "delete", database, "--name", name)
+        out, err = run_rejected(capsys, database, "delete", database, "--name", name)
 
-        assert code == 2
         assert out == ""
         assert "pulse-trio: error: invalid --name: job name" in err
-        assert len(run_json(capsys, "jobs", database)) == 4
 
     def test_deletes_every_job_of_a_name(
         self, database: Path, capsys: pytest.CaptureFixture[str]
@@ -1381,23 +1389,21 @@ class TestEnqueue:
         database: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
-        code, out, err = run_cli(capsys, "enqueue", database, "report", *options)
+        argv = ["enqueue", database, "report", *options]
 
-        assert code == 2
+        out, err = run_rejected(capsys, database, *argv)
+
         assert out == ""
         assert message in err
         assert "Traceback" not in err
-        assert len(run_json(capsys, "jobs", database)) == 4
 
     @pytest.mark.parametrize("name", ["", " "])
     def test_blank_name_is_usage_error(
         self, name: str, database: Path, capsys: pytest.CaptureFixture[str]
     ) -> None:
-        code, _, err = run_cli(capsys, "enqueue", database, name)
+        _, err = run_rejected(capsys, database, "enqueue", database, name)
 
-        assert code == 2
         assert f"invalid job name {name!r}: it is empty or blank" in err
-        assert len(run_json(capsys, "jobs", database)) == 4
 
     @pytest.mark.parametrize(
         ("options", "message"),
@@ -1414,13 +1420,11 @@ class TestEnqueue:
         database: Path,
         capsys: pytest.CaptureFixture[str],
     ) -> None:
-        code, out, err = run_cli(capsys, "enqueue", database, *options)
+        out, err = run_rejected(capsys, database, "enqueue", database, *options)
 
-        assert code == 2
         assert out == ""
         assert err.startswith("pulse-trio: error: ")
         assert message in err
-        assert len(run_json(capsys, "jobs", database)) == 4
 
     @pytest.mark.parametrize(
         "argv",

@@ -383,7 +383,7 @@ def test_full_syncs_do_not_wait_for_handler_threads(tmp_path: Path) -> None:
     trio.run(main)
 
 
-async def test_full_wait_syncs_only_after_new_commits(
+async def test_full_wait_skips_needless_syncs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     path = tmp_path / "queue.db"

@@ -70,7 +70,8 @@ async def test_failed_write_logs_no_enqueue(
         holder.execute("ROLLBACK")
         holder.close()
 
-    enqueued = [r for r in caplog.records if r.getMessage().endswith(": enqueued")]
+    messages = [record.getMessage() for record in caplog.records]
+    enqueued = [text for text in messages if text.endswith(": enqueued")]
     assert enqueued == []
     assert await pulse.list_jobs() == []
 

@@ -18,6 +18,8 @@ from pulse_trio import (
     Pulse,
 )
 
+from .helpers import hang_after_start
+
 pytest_plugins = ["pulse_trio.testing"]
 
 
@@ -97,12 +99,7 @@ class TestEventKinds:
         events: list[JobEvent] = []
         queue.add_listener(events.append)
         started = trio.Event()
-
-        async def hang(_: Any) -> None:
-            started.set()
-            await trio.sleep_forever()
-
-        queue.handle("hang", hang)
+        queue.handle("hang", hang_after_start(started))
         job_id = await queue.enqueue("hang")
         async with trio.open_nursery() as nursery:
             await nursery.start(queue.run)

@@ -26,7 +26,7 @@ from pulse_trio import (
     current_job,
 )
 
-from .helpers import read_job_row, wait_finished, wait_for_status
+from .helpers import hang_after_start, read_job_row, wait_finished, wait_for_status
 
 OpenQueue = Callable[..., Awaitable[Pulse]]
 
@@ -319,7 +319,7 @@ class TestDelete:
         pulse = await open_queue()
         pulse.handle("fails", always_fail)
         pulse.handle("noop", lambda payload: None)
-        kept = await pulse.enqueue("unhandled", "kept")
+        other = await pulse.enqueue("unhandled", "kept")
         if state == "pending":
             job_id = await pulse.enqueue("unhandled")
         elif state == "scheduled":
@@ -334,7 +334,7 @@ class TestDelete:
 
         with pytest.raises(JobNotFound):
             await pulse.status(job_id)
-        assert (await pulse.status(kept)).payload == "kept"
+        assert (await pulse.status(other)).payload == "kept"
 
     async def test_deleted_job_never_runs(self, open_queue: OpenQueue) -> None:
         pulse = await open_queue()
@@ -352,12 +352,7 @@ class TestDelete:
     async def test_running_job_cannot_be_deleted(self, open_queue: OpenQueue) -> None:
         pulse = await open_queue()
         started = trio.Event()
-
-        async def hang(_: Any) -> None:
-            started.set()
-            await trio.sleep_forever()
-
-        pulse.handle("hang", hang)
+        pulse.handle("hang", hang_after_start(started))
         job_id = await pulse.enqueue("hang")
         async with trio.open_nursery() as nursery:
             await nursery.start(pulse.run)
@@ -384,7 +379,7 @@ class TestDeleteAll:
             await pulse.enqueue("report"),
             await pulse.schedule("report", None, delay=3600),
         ]
-        kept = await pulse.enqueue("invoice")
+        invoice = await pulse.enqueue("invoice")
         async with pulse:
             await pulse.wait(dead)
 
@@ -394,7 +389,7 @@ class TestDeleteAll:
         for job_id in doomed:
             with pytest.raises(JobNotFound):
                 await pulse.status(job_id)
-        assert (await pulse.status(kept)).status is JobStatus.PENDING
+        assert (await pulse.status(invoice)).status is JobStatus.PENDING
         assert (await pulse.status(dead)).status is JobStatus.DEAD
 
     async def test_status_is_the_reported_one(self, open_queue: OpenQueue) -> None:
@@ -413,12 +408,7 @@ class TestDeleteAll:
     async def test_running_jobs_are_left_alone(self, open_queue: OpenQueue) -> None:
         pulse = (await open_queue()).with_workers(1)
         started = trio.Event()
-
-        async def hang(_: Any) -> None:
-            started.set()
-            await trio.sleep_forever()
-
-        pulse.handle("hang", hang)
+        pulse.handle("hang", hang_after_start(started))
         first = await pulse.enqueue("hang")
         second = await pulse.enqueue("hang")
         async with trio.open_nursery() as nursery:
@@ -448,12 +438,12 @@ class TestDeleteAll:
         pulse = await open_queue()
         count = 2 * _pulse.PRUNE_CHUNK + 7
         await pulse.enqueue_many("report", range(count))
-        kept = await pulse.enqueue("invoice")
+        invoice = await pulse.enqueue("invoice")
 
         deleted = await pulse.delete_all(name="report", status=JobStatus.PENDING)
 
         assert deleted == count
-        assert [job.id for job in await pulse.list_jobs()] == [kept]
+        assert [job.id for job in await pulse.list_jobs()] == [invoice]
 
     async def test_each_deleted_job_is_logged(
         self, open_queue: OpenQueue, caplog: pytest.LogCaptureFixture
@@ -466,7 +456,7 @@ class TestDeleteAll:
 
         assert f"job {job_id} (report): deleted while scheduled" in caplog.text
 
-    async def test_jobs_stored_during_the_call_are_kept(
+    async def test_keeps_jobs_stored_meanwhile(
         self, open_queue: OpenQueue, monkeypatch: pytest.MonkeyPatch
     ) -> None:
         # Small windows and chunks, so that the call takes many steps.
@@ -494,7 +484,7 @@ class TestDeleteAll:
         left = [job.id for job in await pulse.list_jobs(limit=2000)]
         assert sorted(left) == sorted(late)
 
-    async def test_new_job_with_reused_seq_is_kept(self, open_queue: OpenQueue) -> None:
+    async def test_keeps_job_with_reused_seq(self, open_queue: OpenQueue) -> None:
         # SQLite gives a new row the seq of the newest row once that row is
         # deleted, so the bulk delete must match ids, not seqs.
         pulse = await open_queue()

@@ -8,6 +8,13 @@ that a queue needs, so the figure bounds what any queue on the same
 SQLite, disk and durability can reach from one Python thread. Its ids
 sort by creation time, as pulse-trio's do, because random ids make every
 insert land at a random page of the unique index.
+
+With *workers* set, the drain claims at most that many jobs per
+transaction, as a queue must when each claim commits before its jobs
+start and no more jobs may be claimed than there are idle workers: each
+transaction marks the jobs of the last claim completed and claims the
+next ones. That bounds pulse-trio's drain with the same number of
+workers.
 """
 
 from __future__ import annotations
@@ -106,11 +113,30 @@ def _drain(conn: sqlite3.Connection, batch: int) -> int:
         drained += len(claimed)
 
 
+def _drain_by_workers(conn: sqlite3.Connection, workers: int) -> int:
+    owner = uuid.uuid4().hex
+    drained = 0
+    claimed: list[tuple[int, str]] = []
+    while True:
+        now = _now_us()
+        conn.execute("BEGIN IMMEDIATE")
+        conn.executemany(COMPLETE, [(now, seq) for seq, _payload in claimed])
+        drained += len(claimed)
+        claimed = conn.execute(CLAIM, (now, owner, now, workers)).fetchall()
+        conn.execute("COMMIT")
+        if not claimed:
+            return drained
+        for _seq, payload in claimed:
+            json.loads(payload)
+
+
 def end_to_end(spec: dict[str, Any]) -> dict[str, Any]:
-    """Insert *count* jobs, then claim and complete them, *batch* at a time."""
+    """Insert *count* jobs, *batch* at a time, then claim and complete them:
+    *batch* at a time, or with *workers*, as described at the top."""
     path = Path(spec["workdir"]) / "ceiling.db"
     count: int = spec["count"]
     batch: int = spec.get("batch", 100)
+    workers: int | None = spec.get("workers")
     synchronous: str = spec.get("synchronous", "NORMAL")
     remove_database(path)
     conn = _connect(path, synchronous)
@@ -119,7 +145,10 @@ def end_to_end(spec: dict[str, Any]) -> dict[str, Any]:
     _insert(conn, count, batch)
     insert_s = time.perf_counter() - started
     started = time.perf_counter()
-    drained = _drain(conn, batch)
+    if workers is None:
+        drained = _drain(conn, batch)
+    else:
+        drained = _drain_by_workers(conn, workers)
     drain_s = time.perf_counter() - started
     conn.close()
     if drained != count:
@@ -128,6 +157,7 @@ def end_to_end(spec: dict[str, Any]) -> dict[str, Any]:
         "jobs": count,
         "synchronous": synchronous,
         "batch": batch,
+        "workers": workers,
         "enqueue_s": insert_s,
         "drain_s": drain_s,
         "enqueue_per_s": count / insert_s,

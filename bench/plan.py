@@ -224,6 +224,38 @@ def build(sizes: Sizes, backlog_dir: str) -> list[Row]:
             ),
         ),
         Row(
+            key="drain_floors",
+            title="Drain with 4 workers, against its floors",
+            description=(
+                "The drain phase of pulse-trio's NORMAL end-to-end run, against "
+                "raw sqlite3 "
+                "claiming at most 4 jobs a transaction (each claim commits before "
+                "its jobs start, as with 4 workers) and against trio handing jobs "
+                "to 4 worker tasks with no database"
+            ),
+            entries=(
+                Entry(
+                    "pulse",
+                    PULSE,
+                    "cases_pulse.end_to_end",
+                    {"count": jobs, "synchronous": "NORMAL"},
+                ),
+                Entry(
+                    "ceiling-4",
+                    "raw sqlite3, NORMAL, at most 4 jobs claimed a commit",
+                    "ceiling.end_to_end",
+                    {"count": jobs, "synchronous": "NORMAL", "workers": 4},
+                ),
+                Entry(
+                    "trio-handoff",
+                    "trio hand-offs to 4 worker tasks, no database",
+                    "floor.trio_handoff",
+                    {"count": jobs, "workers": 4},
+                ),
+            ),
+            metrics=(DRAIN_PER_S,),
+        ),
+        Row(
             key="enqueue_single",
             title="One task awaiting each enqueue in turn",
             description=(

@@ -41,6 +41,9 @@ def test_bench_quick_runs_every_row(tmp_path: Path) -> None:
     rows = {row["key"]: row for row in document["rows"]}
     assert "end_to_end_normal" in rows
     assert "event_loop_block" in rows
+    # The floors need no peer package, so each of them must have run.
+    for entry in rows["drain_floors"]["entries"]:
+        assert entry["summary"], f"drain_floors: {entry['key']} has no figures"
     for row in rows.values():
         pulse = next(entry for entry in row["entries"] if entry["key"] == "pulse")
         assert pulse["errors"] == [], f"{row['key']}: {pulse['errors']}"

@@ -1,0 +1,108 @@
+"""A floor for running jobs with trio: the hand-offs alone, no database.
+
+One dispatching task hands each idle worker task one job at a time and
+waits for their results, as pulse-trio's persistence task does after each
+commit; each worker runs a job as pulse-trio's workers do (a deadline on
+its cancel scope, the payload decoded, a no-op handler awaited) and hands
+its result back. Nothing is stored, so the figure is the time that trio
+itself takes per job in this shape. Added to the per-job time of the
+SQLite ceiling with the same number of workers, it bounds pulse-trio's
+drain from below.
+"""
+
+from __future__ import annotations
+
+import collections
+import json
+import math
+import time
+from typing import Any
+
+import trio
+import trio.testing
+
+
+class _Slot:
+    """One task's parking place: the task waiting there, if any."""
+
+    def __init__(self) -> None:
+        self.task: trio.lowlevel.Task | None = None
+
+    async def park(self) -> None:
+        self.task = trio.lowlevel.current_task()
+
+        def abort(_: object) -> trio.lowlevel.Abort:
+            self.task = None
+            return trio.lowlevel.Abort.SUCCEEDED
+
+        await trio.lowlevel.wait_task_rescheduled(abort)
+
+    def wake(self) -> None:
+        if self.task is not None:
+            trio.lowlevel.reschedule(self.task)
+            self.task = None
+
+
+async def _no_op(payload: Any) -> None:
+    pass
+
+
+def trio_handoff(spec: dict[str, Any]) -> dict[str, Any]:
+    """Run *count* no-op jobs through *workers* worker tasks."""
+    count: int = spec["count"]
+    workers: int = spec.get("workers", 4)
+    timeout = 300.0
+
+    async def main() -> dict[str, Any]:
+        payloads = collections.deque(json.dumps(index) for index in range(count))
+        results: list[int] = []
+        dispatcher = _Slot()
+        slots = [_Slot() for _ in range(workers)]
+        inboxes: list[str | None] = [None] * workers
+        idle = collections.deque(range(workers))
+
+        async def worker(index: int) -> None:
+            slot = slots[index]
+            with trio.CancelScope() as scope:
+                while True:
+                    if inboxes[index] is None:
+                        await slot.park()
+                    payload, inboxes[index] = inboxes[index], None
+                    if payload is None:
+                        return
+                    scope.deadline = trio.current_time() + timeout
+                    await _no_op(json.loads(payload))
+                    scope.deadline = math.inf
+                    results.append(index)
+                    idle.append(index)
+                    dispatcher.wake()
+
+        async def dispatch() -> float:
+            started = time.perf_counter()
+            finished = 0
+            while finished < count:
+                finished += len(results)
+                results.clear()
+                while idle and payloads:
+                    index = idle.popleft()
+                    inboxes[index] = payloads.popleft()
+                    slots[index].wake()
+                if finished < count:
+                    await dispatcher.park()
+            return time.perf_counter() - started
+
+        async with trio.open_nursery() as nursery:
+            for index in range(workers):
+                nursery.start_soon(worker, index)
+            await trio.testing.wait_all_tasks_blocked()
+            drain_s = await dispatch()
+            nursery.cancel_scope.cancel()
+        return {
+            "jobs": count,
+            "workers": workers,
+            "drain_s": drain_s,
+            "drain_per_s": count / drain_s,
+        }
+
+    result: dict[str, Any] = trio.run(main)
+    return result

@@ -64,6 +64,21 @@ class Countdown:
             self.reached.set()
 
 
+class RssSampler(Countdown):
+    """A countdown that also samples the resident set size every *every*
+    runs, to show whether memory grows during a long drain."""
+
+    def __init__(self, target: int, every: int) -> None:
+        super().__init__(target)
+        self.every = every
+        self.samples: list[float] = []
+
+    async def handler(self, payload: Any) -> None:
+        if self.count % self.every == 0:
+            self.samples.append(current_rss_mb())
+        await super().handler(payload)
+
+
 class StepTimer(trio.abc.Instrument):
     """Records how long each task step blocks the event loop, by task name.
 
@@ -477,10 +492,15 @@ def backlog(spec: dict[str, Any]) -> dict[str, Any]:
     drain ends when it returns. Counting completed rows while the queue
     runs would scan the whole table on the event loop, because no index
     covers that count.
+
+    With *rss_samples*, the resident set size is also read that many
+    times, evenly over the drain; ``rss_growth_mb`` is the largest sample
+    minus the first one.
     """
     template = Path(spec["template"])
     path = Path(spec["workdir"]) / "backlog.db"
     drain: int = spec["drain"]
+    samples: int | None = spec.get("rss_samples")
     remove_database(path)
     shutil.copyfile(template, path)
 
@@ -489,7 +509,11 @@ def backlog(spec: dict[str, Any]) -> dict[str, Any]:
         begin = time.perf_counter()
         pulse = await Pulse.new(path, workers=WORKERS)
         opened = time.perf_counter()
-        countdown = Countdown(drain)
+        countdown = (
+            Countdown(drain)
+            if samples is None
+            else RssSampler(drain, max(drain // samples, 1))
+        )
         pulse.handle(JOB_NAME, countdown.handler)
         async with trio.open_nursery() as nursery:
             await nursery.start(pulse.run)
@@ -501,7 +525,14 @@ def backlog(spec: dict[str, Any]) -> dict[str, Any]:
         pulse.close()
         completed = _count_completed(path)
         assert countdown.first_at is not None
+        sampled = {}
+        if isinstance(countdown, RssSampler):
+            sampled = {
+                "rss_samples_mb": [round(mb, 2) for mb in countdown.samples],
+                "rss_growth_mb": max(countdown.samples) - countdown.samples[0],
+            }
         return {
+            **sampled,
             "open_s": opened - begin,
             "startup_s": running - begin,
             "first_job_s": countdown.first_at - begin,

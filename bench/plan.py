@@ -484,6 +484,36 @@ def build(sizes: Sizes, backlog_dir: str) -> list[Row]:
             ),
         ),
         Row(
+            key="backlog_drain_all",
+            title=f"Memory while draining all {sizes.backlog_big:,} pending jobs",
+            description=(
+                f"Drain every job of a copy of the file with {sizes.backlog_big:,} "
+                "pending jobs, reading the resident set size 100 times on the way; "
+                "growth is the largest reading minus the first"
+            ),
+            entries=(
+                Entry(
+                    "pulse",
+                    f"{PULSE}, {sizes.backlog_big:,} pending",
+                    "cases_pulse.backlog",
+                    {"template": big, "drain": sizes.backlog_big, "rss_samples": 100},
+                ),
+            ),
+            metrics=(
+                Metric("rss_growth_mb", "RSS growth", "MiB", higher_is_better=False),
+                Metric("peak_rss_mb", "peak RSS", "MiB", higher_is_better=False),
+                RATE,
+            ),
+            targets=(Target("pulse", "rss_growth_mb", "<=", 10, stat="max"),),
+            setup=(
+                {
+                    "case": "cases_pulse.build_backlog",
+                    "path": big,
+                    "count": sizes.backlog_big,
+                },
+            ),
+        ),
+        Row(
             key="event_loop_block",
             title="Longest single block of the event loop by the library",
             description=(

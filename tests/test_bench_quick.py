@@ -44,6 +44,8 @@ def test_bench_quick_runs_every_row(tmp_path: Path) -> None:
     # The floors need no peer package, so each of them must have run.
     for entry in rows["drain_floors"]["entries"]:
         assert entry["summary"], f"drain_floors: {entry['key']} has no figures"
+    growth = rows["backlog_drain_all"]["entries"][0]["summary"]["rss_growth_mb"]
+    assert growth["runs"] == 1
     for row in rows.values():
         pulse = next(entry for entry in row["entries"] if entry["key"] == "pulse")
         assert pulse["errors"] == [], f"{row['key']}: {pulse['errors']}"

@@ -46,7 +46,8 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         "--profile",
         action=argparse.BooleanOptionalAction,
         default=None,
-        help="profile one end-to-end run with pyinstrument (default: off with --quick)",
+        help="profile one end-to-end run with pyinstrument (default: off with "
+        "--quick or --update)",
     )
     parser.add_argument(
         "--workdir",
@@ -60,7 +61,7 @@ def _parse_args(argv: list[str]) -> argparse.Namespace:
         "--update",
         action="store_true",
         help="replace only the rows run now in the existing latest.json, keeping "
-        "the others and the profile",
+        "the others, and the profile unless --profile is given",
     )
     return parser.parse_args(argv)
 
@@ -196,7 +197,10 @@ def main(argv: list[str] | None = None) -> int:
     args = _parse_args(sys.argv[1:] if argv is None else argv)
     sizes = plan.QUICK if args.quick else plan.FULL
     runs = args.runs or (1 if args.quick else 3)
-    profile = (not args.quick) if args.profile is None else args.profile
+    # A rerun of some rows keeps the profile of the full run unless asked.
+    profile = args.profile
+    if profile is None:
+        profile = not (args.quick or args.update)
     args.out.mkdir(parents=True, exist_ok=True)
     workdir = Path(tempfile.mkdtemp(prefix="pulse-trio-bench-", dir=args.workdir))
     rows = plan.build(sizes, str(workdir))

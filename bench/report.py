@@ -159,8 +159,9 @@ def build(results: list[dict[str, Any]], **fields: Any) -> dict[str, Any]:
 def merge(previous: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
     """Replace the rows of *previous* that *update* ran again.
 
-    The other rows, the machine and the profile stay as they were, and
-    ``updates`` records when each rerun happened and on which commit.
+    The other rows and the machine stay as they were, and so does the
+    profile unless *update* has one. ``updates`` records when each rerun
+    happened and on which commit.
     """
     if previous["mode"] != update["mode"] or previous["runs"] != update["runs"]:
         raise ValueError(

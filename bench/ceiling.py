@@ -10,8 +10,8 @@ sort by creation time, as pulse-trio's do, because random ids make every
 insert land at a random page of the unique index.
 
 With *workers* set, the drain claims at most that many jobs per
-transaction, as a queue must when each claim commits before its jobs
-start and no more jobs may be claimed than there are idle workers: each
+transaction. A queue must do the same when each claim commits before its
+jobs start and it claims no more jobs than it has idle workers. Each
 transaction marks the jobs of the last claim completed and claims the
 next ones. That bounds pulse-trio's drain with the same number of
 workers.

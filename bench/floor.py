@@ -2,12 +2,12 @@
 
 One dispatching task hands each idle worker task one job at a time and
 waits for their results, as pulse-trio's persistence task does after each
-commit; each worker runs a job as pulse-trio's workers do (a deadline on
-its cancel scope, the payload decoded, a no-op handler awaited) and hands
-its result back. Nothing is stored, so the figure is the time that trio
-itself takes per job in this shape. Added to the per-job time of the
-SQLite ceiling with the same number of workers, it bounds pulse-trio's
-drain from below.
+commit. Each worker runs a job as pulse-trio's workers do: it sets a
+deadline on its cancel scope, decodes the payload, awaits a no-op
+handler and hands its result back. Nothing is stored, so the figure is
+the time that trio itself takes per job in this shape. Added to the
+per-job time of the SQLite ceiling with the same number of workers, it
+bounds pulse-trio's drain from below.
 """
 
 from __future__ import annotations

@@ -130,6 +130,12 @@ def build(sizes: Sizes, backlog_dir: str) -> list[Row]:
     jobs = sizes.jobs
     big = f"{backlog_dir}/backlog-big.db"
     small = f"{backlog_dir}/backlog-small.db"
+    pulse_normal = Entry(
+        "pulse",
+        PULSE,
+        "cases_pulse.end_to_end",
+        {"count": jobs, "synchronous": "NORMAL"},
+    )
     return [
         Row(
             key="end_to_end_normal",
@@ -139,12 +145,7 @@ def build(sizes: Sizes, backlog_dir: str) -> list[Row]:
                 "enqueue, then 4 workers run the no-op jobs"
             ),
             entries=(
-                Entry(
-                    "pulse",
-                    PULSE,
-                    "cases_pulse.end_to_end",
-                    {"count": jobs, "synchronous": "NORMAL"},
-                ),
+                pulse_normal,
                 Entry(
                     "huey-fsync-off",
                     "Huey SqliteHuey, fsync off",
@@ -228,18 +229,12 @@ def build(sizes: Sizes, backlog_dir: str) -> list[Row]:
             title="Drain with 4 workers, against its floors",
             description=(
                 "The drain phase of pulse-trio's NORMAL end-to-end run, against "
-                "raw sqlite3 "
-                "claiming at most 4 jobs a transaction (each claim commits before "
-                "its jobs start, as with 4 workers) and against trio handing jobs "
-                "to 4 worker tasks with no database"
+                "raw sqlite3 claiming at most 4 jobs a transaction (each claim "
+                "commits before its jobs start, as with 4 workers) and against "
+                "trio handing jobs to 4 worker tasks with no database"
             ),
             entries=(
-                Entry(
-                    "pulse",
-                    PULSE,
-                    "cases_pulse.end_to_end",
-                    {"count": jobs, "synchronous": "NORMAL"},
-                ),
+                pulse_normal,
                 Entry(
                     "ceiling-4",
                     "raw sqlite3, NORMAL, at most 4 jobs claimed a commit",

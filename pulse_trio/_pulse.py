@@ -907,7 +907,12 @@ class Pulse:
             await self._renew_lease(owner)
             await self._recover_orphans(owner)
         if not self._registry.names():
-            logger.warning("run() started with no handlers registered; no job will run")
+            # Not a warning: handlers may be registered on a running queue,
+            # and due jobs of a name with no handler get their own warning.
+            logger.info(
+                "run() started with no handlers registered; jobs start once "
+                "Pulse.handle() registers one"
+            )
         pool = self._pool = WorkerPool(self._reporter.changes)
         for index in range(self._workers):
             pool.add(

@@ -201,3 +201,25 @@ async def test_library_adds_no_handlers(open_queue: OpenQueue) -> None:
         logger = logging.getLogger(name)
         assert logger.handlers == [], name
         assert logger.propagate, name
+
+
+async def test_no_handlers_at_start_is_info(
+    open_queue: OpenQueue, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="pulse_trio")
+    pulse = await open_queue()
+    ran: list[Any] = []
+
+    async def record(payload: Any) -> None:
+        ran.append(payload)
+
+    async with pulse:
+        job_id = await pulse.enqueue("late", 1)
+        pulse.handle("late", record)
+        await wait_finished(pulse, [job_id])
+
+    starts = [r for r in caplog.records if "no handlers registered" in r.getMessage()]
+    assert len(starts) == 1
+    assert starts[0].levelno == logging.INFO
+    assert "Pulse.handle()" in starts[0].getMessage()
+    assert ran == [1]

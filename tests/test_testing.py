@@ -57,6 +57,17 @@ class TestPulseFixture:
         assert pulse.database == ":memory:"
         assert pulse.workers == DEFAULT_TEST_WORKERS
 
+    async def test_start_without_handlers_warns_nothing(
+        self, pulse: Pulse, caplog: pytest.LogCaptureFixture
+    ) -> None:
+        pulse.handle("noop", noop)
+
+        await run_job(pulse, "noop", 1)
+
+        phases = ("setup", "call")
+        records = [r for phase in phases for r in caplog.get_records(phase)]
+        assert [r for r in records if r.levelno >= logging.WARNING] == []
+
     async def test_handler_added_after_enqueue_runs_at_once(self, pulse: Pulse) -> None:
         job_id = await pulse.enqueue("late", None)
         start = trio.current_time()

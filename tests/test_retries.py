@@ -296,6 +296,100 @@ class TestTimeouts:
         assert ", in hang\n" in first.traceback
         assert "await trio.sleep_forever()" in first.traceback
 
+    async def test_hang_after_short_runs_stops_at_limit(
+        self, open_queue: OpenQueue
+    ) -> None:
+        pulse = await open_queue(workers=1)
+        spans: list[tuple[float, float]] = []
+
+        async def short(_: Any) -> None:
+            await trio.sleep(1)
+
+        async def hang(_: Any) -> None:
+            start = trio.current_time()
+            try:
+                await trio.sleep_forever()
+            finally:
+                spans.append((start, trio.current_time()))
+
+        pulse.handle("short", short)
+        pulse.handle("hang", hang)
+        # Short runs under the default limit of 300 s come first, so the
+        # hang's earlier limit must still be set on time.
+        ids = await pulse.enqueue_many("short", range(20))
+        ids.append(
+            await pulse.enqueue_with_config(
+                "hang", None, JobConfig.no_retry(timeout=10)
+            )
+        )
+
+        async with pulse:
+            jobs = await wait_finished(pulse, ids)
+
+        [(start, end)] = spans
+        assert end - start == pytest.approx(10, abs=1e-6)
+        assert [job.status for job in jobs[:-1]] == [JobStatus.COMPLETED] * 20
+        assert jobs[-1].status is JobStatus.DEAD
+        assert jobs[-1].last_error is not None
+        assert "timed out after 10 s" in jobs[-1].last_error
+
+    async def test_limit_of_run_ends_with_it(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue(workers=1)
+
+        async def nap(seconds: float) -> None:
+            await trio.sleep(seconds)
+
+        pulse.handle("nap", nap)
+        # The first run passes half its limit, so its deadline is set on the
+        # worker's scope. The runs after it have a later limit or none.
+        ids = [
+            await pulse.enqueue_with_config("nap", 7, JobConfig.no_retry(timeout=10)),
+            await pulse.enqueue_with_config("nap", 50, JobConfig.no_retry(timeout=60)),
+            await pulse.enqueue_with_config(
+                "nap", 1000, JobConfig.no_retry(timeout=None)
+            ),
+        ]
+
+        async with pulse:
+            jobs = await wait_finished(pulse, ids, interval=60, limit=7200)
+
+        assert [job.status for job in jobs] == [JobStatus.COMPLETED] * 3
+        assert [job.errors for job in jobs] == [()] * 3
+
+    async def test_later_run_with_earlier_limit_stops_on_time(
+        self, open_queue: OpenQueue
+    ) -> None:
+        pulse = await open_queue(workers=2)
+        ends: dict[str, float] = {}
+        starts: dict[str, float] = {}
+
+        async def sleep_or_hang(name: str) -> None:
+            starts[name] = trio.current_time()
+            try:
+                if name == "long":
+                    await trio.sleep(500)
+                else:
+                    await trio.sleep_forever()
+            finally:
+                ends[name] = trio.current_time()
+
+        pulse.handle("run", sleep_or_hang)
+        long_id = await pulse.enqueue_with_config(
+            "run", "long", JobConfig.no_retry(timeout=1000)
+        )
+
+        async with pulse:
+            await wait_for_status(pulse, long_id, [JobStatus.RUNNING])
+            await trio.sleep(1)
+            hang_id = await pulse.enqueue_with_config(
+                "run", "hang", JobConfig.no_retry(timeout=10)
+            )
+            jobs = await wait_finished(pulse, [long_id, hang_id], interval=60)
+
+        assert ends["hang"] - starts["hang"] == pytest.approx(10, abs=1e-6)
+        assert ends["long"] - starts["long"] == pytest.approx(500, abs=1e-6)
+        assert [job.status for job in jobs] == [JobStatus.COMPLETED, JobStatus.DEAD]
+
     async def test_timeout_with_fraction_of_second(self, open_queue: OpenQueue) -> None:
         pulse = await open_queue()
 

@@ -961,9 +961,6 @@ class Pulse:
         task_status: trio.TaskStatus[None],
     ) -> None:
         async with trio.open_nursery() as lease_nursery:
-            # Outside the crew, because the time limits apply until the
-            # last worker has stopped.
-            lease_nursery.start_soon(pool.time_limits.run)
             if self._shared:
                 lease_nursery.start_soon(self._keep_lease, owner)
             if self._keep_completed is not None:

@@ -33,10 +33,6 @@ is cut."""
 RELEASE_TIMEOUT = 5.0
 """Seconds a cancelled worker waits for the release of its job to commit."""
 
-ARM_FRACTION = 0.5
-"""Share of a run's time limit after which its worker's cancel scope gets
-the run's deadline (see :class:`TimeLimits`)."""
-
 
 def must_propagate(exc: BaseException) -> bool:
     """Tell whether *exc* stops the queue rather than failing the job.
@@ -129,11 +125,6 @@ class WorkerPool:
     """Counter raised whenever the last busy worker becomes idle."""
     workers: list[Worker] = attrs.field(factory=list)
     idle: collections.deque[Worker] = attrs.field(factory=collections.deque)
-    time_limits: TimeLimits = attrs.field(init=False)
-
-    @time_limits.default
-    def _time_limits(self) -> TimeLimits:
-        return TimeLimits(self.workers)
 
     def add(self, worker: Worker) -> None:
         self.workers.append(worker)
@@ -155,55 +146,6 @@ class WorkerPool:
     @property
     def busy(self) -> int:
         return len(self.workers) - len(self.idle)
-
-
-@attrs.define(eq=False)
-class TimeLimits:
-    """The task that sets the deadline of each long run on its worker's
-    cancel scope.
-
-    Setting a scope's deadline at the start of a run and again at its end
-    cost more than any other step of a run of a no-op handler. Most runs
-    end long before their time limit, so a worker only notes when its run
-    must end, and this task sets that deadline on the worker's scope once
-    the run has lasted :data:`ARM_FRACTION` of its limit. trio cancels a
-    scope at its deadline, however shortly before it the deadline was set,
-    so a run still stops exactly at its limit, also under a MockClock.
-    """
-
-    workers: list[Worker]
-    # When this task is due to wake: no later than the earliest time at
-    # which a run's deadline must be set.
-    _wake_at: float = attrs.field(default=math.inf, init=False)
-    _waiter: Waiter = attrs.field(factory=Waiter, init=False)
-
-    def note(self, arm_at: float) -> None:
-        """Make sure that this task wakes by *arm_at*."""
-        if arm_at < self._wake_at:
-            self._wake_at = arm_at
-            self._waiter.wake()
-
-    async def run(self) -> None:
-        """Sleep until the earliest time noted, then set the deadlines due.
-
-        The wake time stays when the run that noted it ends early, so a
-        steady stream of short runs wakes this task once per
-        :data:`ARM_FRACTION` of their limit, not once per run.
-        """
-        while True:
-            with trio.move_on_at(self._wake_at):
-                # Woken early when a run notes an earlier time.
-                await self._waiter.wait()
-            now = trio.current_time()
-            if now < self._wake_at:
-                continue
-            wake_at = math.inf
-            for worker in self.workers:
-                if worker.arm_at <= now:
-                    worker.arm_time_limit()
-                else:
-                    wake_at = min(wake_at, worker.arm_at)
-            self._wake_at = wake_at
 
 
 @attrs.define(eq=False)
@@ -262,12 +204,6 @@ class Worker:
     pool: WorkerPool
     _inbox: Inbox = attrs.field(factory=Inbox, init=False)
     _unstarted: list[ClaimedJob] = attrs.field(factory=list, init=False)
-    # The time limit of the current run: when TimeLimits must set it on
-    # the scope, the deadline, and whether the scope has it.
-    arm_at: float = attrs.field(default=math.inf, init=False)
-    _deadline: float = attrs.field(default=math.inf, init=False)
-    _armed: bool = attrs.field(default=False, init=False)
-    _scope: trio.CancelScope | None = attrs.field(default=None, init=False)
 
     def assign(self, job: ClaimedJob) -> None:
         """Hand *job* to this idle worker.
@@ -286,16 +222,14 @@ class Worker:
     async def run(self) -> None:
         """Run jobs until the inbox is closed, or until cancelled.
 
-        One cancel scope serves many runs, and :class:`TimeLimits` sets
-        each long run's deadline on it. Entering and leaving a scope per
-        run cost more than any other step of a run of a no-op handler. A
-        scope whose deadline has passed stays cancelled, so a new one
-        follows it.
+        One cancel scope serves many runs: its deadline is each run's time
+        limit. Entering and leaving a scope per run cost more than any
+        other step of a run of a no-op handler. A scope whose deadline has
+        passed stays cancelled, so a new one follows it.
         """
         try:
             while True:
                 with trio.CancelScope() as scope:
-                    self._scope = scope
                     while (job := await self._inbox.get()) is not None:
                         await self._run_job(job, scope)
                         self.pool.mark_idle(self)
@@ -316,25 +250,6 @@ class Worker:
 
     # -- one run ---------------------------------------------------------
 
-    def arm_time_limit(self) -> None:
-        """Set the current run's deadline on the scope; TimeLimits calls it."""
-        assert self._scope is not None
-        self._scope.deadline = self._deadline
-        self._armed = True
-        self.arm_at = math.inf
-
-    def _start_time_limit(self, start: float, limit: float | None) -> None:
-        if limit is not None:
-            self._deadline = start + limit
-            self.arm_at = start + limit * ARM_FRACTION
-            self.pool.time_limits.note(self.arm_at)
-
-    def _end_time_limit(self, scope: trio.CancelScope) -> None:
-        self.arm_at = math.inf
-        if self._armed:
-            self._armed = False
-            scope.deadline = math.inf
-
     async def _run_job(self, job: ClaimedJob, scope: trio.CancelScope) -> None:
         """Run *job* with *scope*'s deadline as its time limit, and submit
         its result."""
@@ -346,7 +261,7 @@ class Worker:
         token = enter_job(job_context(job, self.clock))
         timeout = job.config.timeout
         limit = None if timeout is None else timeout.total_seconds()
-        self._start_time_limit(start, limit)
+        scope.deadline = math.inf if limit is None else start + limit
         self.reporter.started(job)
         try:
             payload = decode_payload(job.payload)
@@ -357,7 +272,7 @@ class Worker:
             duration = trio.current_time() - start
             # Read before any checkpoint: the deadline passed during the run.
             timed_out = scope.cancel_called
-            self._end_time_limit(scope)
+            scope.deadline = math.inf
             if timed_out:
                 # Its own deadline cancelled the run, so every Cancelled is
                 # that of the time limit. A shutdown at the same moment is a
@@ -391,7 +306,7 @@ class Worker:
                 self._fail(job, duration, exc)
         else:
             duration = trio.current_time() - start
-            self._end_time_limit(scope)
+            scope.deadline = math.inf
             if limit is not None and duration > limit:
                 logger.warning(
                     "job %s (%s): ran %s, past its timeout of %s, and returned "

@@ -10,12 +10,20 @@ from typing import Any
 
 import pytest
 import trio
+import trio.testing
 
 from pulse_trio import JobConfig, JobStatus, NoRetry, Pulse, current_job
 
 from .helpers import read_job_row, wait_finished, wait_for_status
 
 OpenQueue = Callable[..., Awaitable[Pulse]]
+
+
+def mock_clock() -> trio.testing.MockClock:
+    clock = trio.lowlevel.current_clock()
+    assert isinstance(clock, trio.testing.MockClock)
+    return clock
+
 
 TIME_TOLERANCE = 1e-3
 """Virtual seconds by which two computed times may differ from float rounding."""
@@ -314,8 +322,8 @@ class TestTimeouts:
 
         pulse.handle("short", short)
         pulse.handle("hang", hang)
-        # Short runs under the default limit of 300 s come first, so the
-        # hang's earlier limit must still be set on time.
+        # Short runs under the default limit of 300 s come first. The hang's
+        # shorter limit must still hold to the instant.
         ids = await pulse.enqueue_many("short", range(20))
         ids.append(
             await pulse.enqueue_with_config(
@@ -340,8 +348,8 @@ class TestTimeouts:
             await trio.sleep(seconds)
 
         pulse.handle("nap", nap)
-        # The first run passes half its limit, so its deadline is set on the
-        # worker's scope. The runs after it have a later limit or none.
+        # The first run uses most of its limit. The runs after it on the same
+        # worker have a later limit or none, and its limit must not cut them.
         ids = [
             await pulse.enqueue_with_config("nap", 7, JobConfig.no_retry(timeout=10)),
             await pulse.enqueue_with_config("nap", 50, JobConfig.no_retry(timeout=60)),
@@ -389,6 +397,51 @@ class TestTimeouts:
         assert ends["hang"] - starts["hang"] == pytest.approx(10, abs=1e-6)
         assert ends["long"] - starts["long"] == pytest.approx(500, abs=1e-6)
         assert [job.status for job in jobs] == [JobStatus.COMPLETED, JobStatus.DEAD]
+
+    async def test_checkpoint_past_limit_times_out(self, open_queue: OpenQueue) -> None:
+        pulse = await open_queue()
+
+        async def compute_then_await(_: Any) -> None:
+            # 15 s of work that never awaits, as a blocked event loop.
+            mock_clock().jump(15)
+            await trio.lowlevel.checkpoint()
+
+        pulse.handle("work", compute_then_await)
+        config = JobConfig.no_retry(timeout=10)
+        job_id = await pulse.enqueue_with_config("work", None, config)
+
+        async with pulse:
+            [job] = await wait_finished(pulse, [job_id])
+
+        assert job.status is JobStatus.DEAD
+        assert job.last_error is not None
+        assert job.last_error.startswith("JobTimeout: attempt 1 timed out after 15 s")
+
+    async def test_sleep_past_limit_in_blocked_loop(
+        self, open_queue: OpenQueue
+    ) -> None:
+        pulse = await open_queue()
+        ran_on: list[bool] = []
+
+        async def nap(_: Any) -> None:
+            await trio.sleep(20)
+            ran_on.append(True)
+
+        pulse.handle("nap", nap)
+        config = JobConfig.no_retry(timeout=10)
+        job_id = await pulse.enqueue_with_config("nap", None, config)
+
+        async with pulse:
+            await wait_for_status(pulse, job_id, [JobStatus.RUNNING], interval=1)
+            # The loop is blocked past both the limit and the end of the
+            # sleep, which then wake together: the limit wins.
+            mock_clock().jump(30)
+            [job] = await wait_finished(pulse, [job_id])
+
+        assert ran_on == []
+        assert job.status is JobStatus.DEAD
+        assert job.last_error is not None
+        assert job.last_error.startswith("JobTimeout: attempt 1 timed out")
 
     async def test_timeout_with_fraction_of_second(self, open_queue: OpenQueue) -> None:
         pulse = await open_queue()

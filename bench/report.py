@@ -169,6 +169,7 @@ def merge(previous: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
             f"a {previous['mode']} run with {previous['runs']}; run every row instead"
         )
     rerun = {row["key"]: row for row in update["rows"]}
+    known = {row["key"] for row in previous["rows"]}
     merged = dict(previous)
     merged["rows"] = [rerun.pop(row["key"], row) for row in previous["rows"]]
     merged["rows"] += list(rerun.values())
@@ -179,6 +180,7 @@ def merge(previous: dict[str, Any], update: dict[str, Any]) -> dict[str, Any]:
         {
             "generated": update["generated"],
             "rows": [row["key"] for row in update["rows"]],
+            "added": [row["key"] for row in update["rows"] if row["key"] not in known],
             "git_commit": update["machine"]["git_commit"],
             "pulse_trio_files_changed_since_commit": update["machine"][
                 "pulse_trio_files_changed_since_commit"
@@ -329,9 +331,16 @@ def _machine_lines(info: dict[str, Any]) -> list[str]:
 def _update_lines(document: dict[str, Any]) -> list[str]:
     lines = []
     for update in document.get("updates", []):
-        rows = ", ".join(update["rows"])
+        added = update.get("added", [])
+        rerun = [key for key in update["rows"] if key not in added]
+        parts = []
+        if rerun:
+            parts.append(f"rows {', '.join(rerun)} were run again")
+        if added:
+            parts.append(f"rows {', '.join(added)} were added")
+        what = " and ".join(parts)
         lines.append(
-            f"Rows {rows} were run again at {update['generated']} on commit "
+            f"{what[0].upper()}{what[1:]} at {update['generated']} on commit "
             f"{update['git_commit'][:12]} "
             f"({update['pulse_trio_files_changed_since_commit']} files under "
             "pulse_trio/ changed since that commit)."

@@ -1,4 +1,4 @@
-"""A floor for running jobs with trio: the hand-offs alone, no database.
+"""Floors for a drain: trio's hand-offs alone, and pulse-trio's SQL alone.
 
 One dispatching task hands each idle worker task one job at a time and
 waits for their results, as pulse-trio's persistence task does after each
@@ -8,6 +8,11 @@ handler and hands its result back. Nothing is stored, so the figure is
 the time that trio itself takes per job in this shape. Added to the
 per-job time of the SQLite ceiling with the same number of workers, it
 bounds pulse-trio's drain from below.
+
+:func:`queue_statements` runs the statements that pulse-trio runs for
+each batch of a drain, on its own table and indexes, with plain
+``sqlite3`` and nothing else: the SQL that its guarantees need, without
+the library around it.
 """
 
 from __future__ import annotations
@@ -15,11 +20,21 @@ from __future__ import annotations
 import collections
 import json
 import math
+import sqlite3
 import time
+from pathlib import Path
 from typing import Any
 
 import trio
 import trio.testing
+
+from pulse_trio import Pulse, _sql
+from pulse_trio._scheduler import PROMOTE_CHUNK
+
+from .common import JOB_NAME, remove_database
+
+CHECKPOINT_PAGES = 4096
+"""Pages between two checkpoints, pulse-trio's spacing."""
 
 
 class _Slot:
@@ -111,3 +126,59 @@ def trio_handoff(spec: dict[str, Any]) -> dict[str, Any]:
 
     result: dict[str, Any] = trio.run(main)
     return result
+
+
+def queue_statements(spec: dict[str, Any]) -> dict[str, Any]:
+    """Drain *count* jobs with pulse-trio's statements, *workers* a commit.
+
+    pulse-trio creates the file and stores the jobs. Then each transaction
+    records the last claimed jobs completed, with the guard on owner and
+    attempt, makes due scheduled jobs pending, and claims up to *workers*
+    jobs, as the persistence task does after each batch of a drain.
+    """
+    path = Path(spec["workdir"]) / "statements.db"
+    count: int = spec["count"]
+    workers: int = spec.get("workers", 4)
+    remove_database(path)
+
+    async def fill() -> None:
+        pulse = await Pulse.new(path)
+        for start in range(0, count, 10_000):
+            stop = min(start + 10_000, count)
+            await pulse.enqueue_many(JOB_NAME, range(start, stop))
+        pulse.close()
+
+    trio.run(fill)
+    conn = sqlite3.connect(path, isolation_level=None)
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = NORMAL")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
+    owner = "floor"
+    claim = _sql.claim_due(1)
+    claimed: list[tuple[Any, ...]] = []
+    drained = 0
+    started = time.perf_counter()
+    while True:
+        now = time.time_ns() // 1000
+        conn.execute("BEGIN IMMEDIATE")
+        for row in claimed:
+            guard = {"seq": row[0], "id": row[1], "owner": owner, "attempt": row[4]}
+            conn.execute(_sql.COMPLETE, {**guard, "now": now})
+        drained += len(claimed)
+        conn.execute(_sql.PROMOTE_DUE, {"now": now, "limit": PROMOTE_CHUNK})
+        claimed = conn.execute(
+            claim, (now, owner, JOB_NAME, workers, workers)
+        ).fetchall()
+        conn.execute("COMMIT")
+        if not claimed:
+            break
+    drain_s = time.perf_counter() - started
+    conn.close()
+    if drained != count:
+        raise RuntimeError(f"drained {drained} of {count} jobs")
+    return {
+        "jobs": count,
+        "workers": workers,
+        "drain_s": drain_s,
+        "drain_per_s": count / drain_s,
+    }

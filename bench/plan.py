@@ -242,6 +242,12 @@ def build(sizes: Sizes, backlog_dir: str) -> list[Row]:
                     {"count": jobs, "synchronous": "NORMAL", "workers": 4},
                 ),
                 Entry(
+                    "queue-sql",
+                    "pulse-trio's statements and table, plain sqlite3, 4 jobs a commit",
+                    "floor.queue_statements",
+                    {"count": jobs, "workers": 4},
+                ),
+                Entry(
                     "trio-handoff",
                     "trio hand-offs to 4 worker tasks, no database",
                     "floor.trio_handoff",

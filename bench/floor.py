@@ -6,8 +6,9 @@ commit. Each worker runs a job as pulse-trio's workers do: it sets a
 deadline on its cancel scope, decodes the payload, awaits a no-op
 handler and hands its result back. Nothing is stored, so the figure is
 the time that trio itself takes per job in this shape. Added to the
-per-job time of the SQLite ceiling with the same number of workers, it
-bounds pulse-trio's drain from below.
+per-job time of :func:`queue_statements`, it bounds pulse-trio's drain
+from below while the queue runs its transactions on the event loop's
+thread.
 
 :func:`queue_statements` runs the statements that pulse-trio runs for
 each batch of a drain, on its own table and indexes, with plain

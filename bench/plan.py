@@ -229,9 +229,11 @@ def build(sizes: Sizes, backlog_dir: str) -> list[Row]:
             title="Drain with 4 workers, against its floors",
             description=(
                 "The drain phase of pulse-trio's NORMAL end-to-end run, against "
-                "raw sqlite3 claiming at most 4 jobs a transaction (each claim "
-                "commits before its jobs start, as with 4 workers) and against "
-                "trio handing jobs to 4 worker tasks with no database"
+                "plain sqlite3 running pulse-trio's statements with at most 4 "
+                "jobs claimed a transaction (each claim commits before its jobs "
+                "start, as with 4 workers), against trio handing jobs to 4 "
+                "worker tasks with no database, and against the ceiling's table "
+                "of one index claiming 4 jobs a transaction"
             ),
             entries=(
                 pulse_normal,

@@ -328,6 +328,12 @@ def _machine_lines(info: dict[str, Any]) -> list[str]:
     return lines
 
 
+def _rows_were(keys: list[str]) -> str:
+    if len(keys) == 1:
+        return f"row {keys[0]} was"
+    return f"rows {', '.join(keys)} were"
+
+
 def _update_lines(document: dict[str, Any]) -> list[str]:
     lines = []
     for update in document.get("updates", []):
@@ -335,12 +341,12 @@ def _update_lines(document: dict[str, Any]) -> list[str]:
         rerun = [key for key in update["rows"] if key not in added]
         parts = []
         if rerun:
-            parts.append(f"rows {', '.join(rerun)} were run again")
+            parts.append(f"{_rows_were(rerun)} run again")
         if added:
-            parts.append(f"rows {', '.join(added)} were added")
-        what = " and ".join(parts)
+            parts.append(f"{_rows_were(added)} added")
+        summary = " and ".join(parts)
         lines.append(
-            f"{what[0].upper()}{what[1:]} at {update['generated']} on commit "
+            f"{summary[0].upper()}{summary[1:]} at {update['generated']} on commit "
             f"{update['git_commit'][:12]} "
             f"({update['pulse_trio_files_changed_since_commit']} files under "
             "pulse_trio/ changed since that commit)."

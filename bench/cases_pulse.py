@@ -494,7 +494,7 @@ def backlog(spec: dict[str, Any]) -> dict[str, Any]:
     covers that count.
 
     With *rss_samples*, the resident set size is also read that many
-    times, evenly over the drain; ``rss_growth_mb`` is the largest sample
+    times, evenly over the drain. ``rss_growth_mb`` is the largest sample
     minus the first one.
     """
     template = Path(spec["template"])

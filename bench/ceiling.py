@@ -30,6 +30,7 @@ from pathlib import Path
 from typing import Any
 
 from pulse_trio._ids import new_job_ids
+from pulse_trio._persistence import CHECKPOINT_FRAMES
 
 from .common import JOB_NAME, remove_database
 
@@ -70,11 +71,6 @@ COMPLETE = """
 UPDATE jobs SET status = 'completed', finished_at = ?, owner = NULL
 WHERE seq = ? AND status = 'running'
 """
-
-
-WORKERS_CHECKPOINT_PAGES = 4096
-"""Pages between two checkpoints in the drain with *workers*: pulse-trio's
-spacing (its ``CHECKPOINT_FRAMES``)."""
 
 
 def _now_us() -> int:
@@ -125,7 +121,7 @@ def _drain_by_workers(conn: sqlite3.Connection, workers: int) -> int:
     owner = uuid.uuid4().hex
     drained = 0
     claimed: list[tuple[int, str]] = []
-    conn.execute(f"PRAGMA wal_autocheckpoint = {WORKERS_CHECKPOINT_PAGES}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_FRAMES}")
     while True:
         now = _now_us()
         conn.execute("BEGIN IMMEDIATE")

@@ -29,34 +29,13 @@ from typing import Any
 import trio
 import trio.testing
 
-from pulse_trio import Pulse, _sql
+from pulse_trio import _sql
+from pulse_trio._messages import Waiter
+from pulse_trio._persistence import CHECKPOINT_FRAMES
 from pulse_trio._scheduler import PROMOTE_CHUNK
 
+from .cases_pulse import build_backlog
 from .common import JOB_NAME, remove_database
-
-CHECKPOINT_PAGES = 4096
-"""Pages between two checkpoints, pulse-trio's spacing."""
-
-
-class _Slot:
-    """One task's parking place: the task waiting there, if any."""
-
-    def __init__(self) -> None:
-        self.task: trio.lowlevel.Task | None = None
-
-    async def park(self) -> None:
-        self.task = trio.lowlevel.current_task()
-
-        def abort(_: object) -> trio.lowlevel.Abort:
-            self.task = None
-            return trio.lowlevel.Abort.SUCCEEDED
-
-        await trio.lowlevel.wait_task_rescheduled(abort)
-
-    def wake(self) -> None:
-        if self.task is not None:
-            trio.lowlevel.reschedule(self.task)
-            self.task = None
 
 
 async def _no_op(payload: Any) -> None:
@@ -76,17 +55,17 @@ def trio_handoff(spec: dict[str, Any]) -> dict[str, Any]:
     async def main() -> dict[str, Any]:
         payloads = collections.deque(json.dumps(index) for index in range(count))
         results: list[int] = []
-        dispatcher = _Slot()
-        slots = [_Slot() for _ in range(workers)]
+        dispatcher = Waiter()
+        waiters = [Waiter() for _ in range(workers)]
         inboxes: list[str | None] = [None] * workers
         idle = collections.deque(range(workers))
 
         async def worker(index: int) -> None:
-            slot = slots[index]
+            waiter = waiters[index]
             with trio.CancelScope() as scope:
                 while True:
                     if inboxes[index] is None:
-                        await slot.park()
+                        await waiter.wait()
                     payload, inboxes[index] = inboxes[index], None
                     if payload is None:
                         return
@@ -107,9 +86,9 @@ def trio_handoff(spec: dict[str, Any]) -> dict[str, Any]:
                 while idle and payloads:
                     index = idle.popleft()
                     inboxes[index] = payloads.popleft()
-                    slots[index].wake()
+                    waiters[index].wake()
                 if finished < count:
-                    await dispatcher.park()
+                    await dispatcher.wait()
             return time.perf_counter() - started
 
         async with trio.open_nursery() as nursery:
@@ -141,19 +120,11 @@ def queue_statements(spec: dict[str, Any]) -> dict[str, Any]:
     count: int = spec["count"]
     workers: int = spec.get("workers", 4)
     remove_database(path)
-
-    async def fill() -> None:
-        pulse = await Pulse.new(path)
-        for start in range(0, count, 10_000):
-            stop = min(start + 10_000, count)
-            await pulse.enqueue_many(JOB_NAME, range(start, stop))
-        pulse.close()
-
-    trio.run(fill)
+    build_backlog({"path": str(path), "count": count})
     conn = sqlite3.connect(path, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = NORMAL")
-    conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_PAGES}")
+    conn.execute(f"PRAGMA wal_autocheckpoint = {CHECKPOINT_FRAMES}")
     owner = "floor"
     claim = _sql.claim_due(1)
     claimed: list[tuple[Any, ...]] = []
@@ -163,8 +134,14 @@ def queue_statements(spec: dict[str, Any]) -> dict[str, Any]:
         now = time.time_ns() // 1000
         conn.execute("BEGIN IMMEDIATE")
         for row in claimed:
-            guard = {"seq": row[0], "id": row[1], "owner": owner, "attempt": row[4]}
-            conn.execute(_sql.COMPLETE, {**guard, "now": now})
+            params = {
+                "seq": row[0],
+                "id": row[1],
+                "owner": owner,
+                "attempt": row[4],
+                "now": now,
+            }
+            conn.execute(_sql.COMPLETE, params)
         drained += len(claimed)
         conn.execute(_sql.PROMOTE_DUE, {"now": now, "limit": PROMOTE_CHUNK})
         claimed = conn.execute(
